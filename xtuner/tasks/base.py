@@ -1,0 +1,104 @@
+"""The Task record: what a task declares, and the one `load` entry point with validation.
+
+A task is composition, not subclassing (seqio style): a name, a head type, languages, labels, the hub schema
+(`features`), a loader function and a metric function. Real XTREME tasks and the synthetic suite are built the
+same way, so every code path (preprocessing, heads, metrics) runs offline on the synthetic twins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from xtuner.errors import XtunerError, unknown_name
+
+SPLITS = ("train", "validation", "test")
+
+
+class HeadType(StrEnum):
+    SEQUENCE_CLASSIFICATION = "sequence_classification"
+    TOKEN_CLASSIFICATION = "token_classification"
+    EXTRACTIVE_QA = "extractive_qa"
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """Where a loader may look for data. `data_dir` is an XTREME `download/` folder or local parquet files."""
+
+    data_dir: Path | None = None
+    cache_dir: Path | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+# loader(split, lang, ctx) -> datasets.Dataset in the task's hub schema
+Loader = Callable[[str, str, LoadContext], datasets.Dataset]
+# metric(predictions, references, lang) -> flat dict of floats; see xtuner.metrics for the conventions per head
+Metric = Callable[[Sequence[Any], Sequence[Any], str], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    head: HeadType
+    languages: tuple[str, ...]  # every language with a test split, the source language included
+    features: datasets.Features
+    loader: Loader
+    metric: Metric
+    main_metric: str  # key of `metric`'s output used for selection and tables (e.g. "accuracy", "f1")
+    inputs: tuple[str, ...]  # text columns fed to the tokenizer
+    label_column: str | None  # None for QA (answers column)
+    labels: tuple[str, ...] = ()
+    source_lang: str = "en"
+    family: str = (
+        ""  # schema family shared by a real task and its synthetic twin: xnli, pawsx, udpos, panx, qa
+    )
+    description: str = ""
+    language_info: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.source_lang not in self.languages:
+            raise XtunerError(
+                f"task {self.name!r}: source language {self.source_lang!r} not in its languages"
+            )
+        object.__setattr__(self, "languages", tuple(sorted(self.languages)))
+
+    @property
+    def target_languages(self) -> tuple[str, ...]:
+        return tuple(lang for lang in self.languages if lang != self.source_lang)
+
+    def check_language(self, lang: str) -> None:
+        if lang not in self.languages:
+            raise unknown_name(f"language for task {self.name!r}", lang, self.languages)
+
+    def check_split(self, split: str) -> None:
+        if split not in SPLITS:
+            raise unknown_name("split", split, SPLITS)
+
+    def load(self, split: str, lang: str, ctx: LoadContext | None = None) -> datasets.Dataset:
+        """Load one split of one language in the hub schema; raises XtunerError on unknown split/lang."""
+        self.check_split(split)
+        self.check_language(lang)
+        ds = self.loader(split, lang, ctx or LoadContext())
+        if ds.features != self.features:
+            raise XtunerError(
+                f"task {self.name!r} {split}/{lang}: loaded features {ds.features} differ from the task schema "
+                f"{self.features}"
+            )
+        return ds
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "head": str(self.head),
+            "source_lang": self.source_lang,
+            "languages": list(self.languages),
+            "labels": list(self.labels),
+            "metric": self.main_metric,
+            "family": self.family,
+            "description": self.description,
+        }
