@@ -1,0 +1,5 @@
+import sys
+
+from xtuner.cli import main
+
+sys.exit(main())

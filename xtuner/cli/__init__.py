@@ -1,0 +1,57 @@
+"""The `xtuner` command line.
+
+Each sub-command lives in its own module ``xtuner/cli/cmd_<name>.py`` that defines
+``register(subparsers) -> None``; modules are discovered automatically, so adding a command touches no core file.
+A handler is set with ``parser.set_defaults(func=handler)``; the handler gets the parsed args and returns an exit
+code (or None for 0). Errors the user can fix are raised as XtunerError and printed without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+from xtuner.errors import XtunerError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xtuner",
+        description="Zero-shot cross-lingual transfer sweeps: train on English, evaluate on every language.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if mod.name.startswith("cmd_"):
+            importlib.import_module(f"{__name__}.{mod.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from xtuner import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except XtunerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The config of one trial and the reporter protocol of `run_trial`.
+
+A trial config arrives as ONE FLAT DICT (that is what Ray Tune's search space produces and what MLflow logs as
+params). `TrialConfig.from_flat` splits it: keys of `TrialConfig` are common settings; every other key is a
+method setting and is validated by the method's own config model (which rejects settings that do not belong to
+the method, e.g. `psl` for `finetune`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from xtuner.errors import XtunerError
+
+
+class TrialConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str
+    model: str = "builtin:tiny-xlmr"
+    method: str = "finetune"
+    method_settings: dict[str, Any] = Field(default_factory=dict)  # validated by the method's config model
+    lr: float = Field(gt=0)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    epochs: float = Field(3, gt=0)
+    max_seq_length: int = Field(128, ge=16)
+    doc_stride: int = Field(128, ge=8)  # QA only
+    seed: int = 1
+    eval_interval: int | None = Field(None, ge=1)  # optimizer steps between en-dev evals; None = every epoch
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 on a GPU that supports it, else fp32
+    selection: Literal["metric", "loss"] = (
+        "metric"  # best checkpoint by en-dev main metric, or lowest en-dev loss
+    )
+    languages: list[str] | None = None  # zero-shot test languages; None = all of the task's languages
+    data_dir: str | None = None
+    cache_dir: str | None = (
+        None  # tokenisation cache; default ~/.cache/xtuner/tokenized (XTUNER_CACHE overrides)
+    )
+    output_dir: str | None = None  # checkpoints; default a temp dir removed at the end
+    max_train_examples: int | None = Field(None, ge=1)  # for smoke tests and benchmarks
+    max_eval_examples: int | None = Field(None, ge=1)
+    trust_remote_code: bool = False
+    n_best: int = Field(20, ge=1)  # QA decoding
+    max_answer_length: int = Field(30, ge=1)  # QA decoding, in tokens
+
+    @classmethod
+    def from_flat(cls, flat: dict[str, Any]) -> TrialConfig:
+        common = {k: v for k, v in flat.items() if k in cls.model_fields and k != "method_settings"}
+        extra = {k: v for k, v in flat.items() if k not in cls.model_fields}
+        extra.update(flat.get("method_settings") or {})
+        try:
+            return cls(**common, method_settings=extra)
+        except ValidationError as e:
+            raise XtunerError(f"invalid trial config: {_pretty(e)}") from None
+
+
+def _pretty(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class Reporter(Protocol):
+    """How `run_trial` talks to its caller (Ray Tune, the CLI, a test). No Ray import here."""
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None = None) -> None:
+        """Called after each en-dev evaluation (metrics like ``dev/en/accuracy``, ``epoch``, ``step``)
+        with a directory holding a resumable checkpoint, and once at the end with the final flat metrics."""
+
+    def resume_from(self) -> str | None:
+        """A checkpoint directory to resume from (after a failure or a sweep restore), or None."""
