@@ -73,7 +73,7 @@ class Task:
 
     def check_language(self, lang: str) -> None:
         if lang not in self.languages:
-            raise unknown_name(f"language for task {self.name!r}", lang, self.languages)
+            raise unknown_name("language", lang, self.languages, where=f"for task {self.name!r}")
 
     def check_split(self, split: str) -> None:
         if split not in SPLITS:

@@ -1,0 +1,54 @@
+"""`xtuner data inspect TASK --lang L --split S`: row count and one example of a split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="inspect and prepare datasets")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    ins = dsub.add_parser("inspect", help="print the row count and one example of a split")
+    ins.add_argument("task")
+    ins.add_argument("--lang", default="en", help="language code (default: en)")
+    ins.add_argument("--split", default="test", help="train | validation | test (default: test)")
+    ins.add_argument("--index", type=int, default=0, help="which example to show (default: 0)")
+    ins.add_argument(
+        "--data-dir", type=Path, default=None, help="XTREME download/ dir or local parquet files"
+    )
+    ins.add_argument("--json", action="store_true", help='print {"count": N, "example": {...}}')
+    ins.set_defaults(func=inspect)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def inspect(args: argparse.Namespace) -> int:
+    from xtuner.errors import XtunerError
+    from xtuner.tasks import LoadContext, get_task
+
+    task = get_task(args.task)
+    ds = task.load(args.split, args.lang, LoadContext(data_dir=args.data_dir))
+    if not 0 <= args.index < max(len(ds), 1):
+        raise XtunerError(f"--index {args.index} out of range: the split has {len(ds)} rows")
+    example = _readable(ds.features, ds[args.index]) if len(ds) else None
+    if args.json:
+        print(json.dumps({"count": len(ds), "example": example}, ensure_ascii=False))
+        return 0
+    print(f"{task.name} {args.split}/{args.lang}: {len(ds)} rows")
+    for key, value in (example or {}).items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _readable(features, row: dict) -> dict:
+    """Add label names next to ClassLabel ids (e.g. label: 2 -> label_name: contradiction)."""
+    from datasets import ClassLabel, List
+
+    out = dict(row)
+    for key, feat in features.items():
+        if isinstance(feat, ClassLabel):
+            out[f"{key}_name"] = feat.int2str(row[key])
+        elif isinstance(feat, List) and isinstance(feat.feature, ClassLabel):
+            out[f"{key}_names"] = [feat.feature.int2str(v) for v in row[key]]
+    return out
