@@ -11,6 +11,7 @@ Scores are percentages (0-100), as the XTREME tables report them.
 from __future__ import annotations
 
 from xtuner.metrics.classification import accuracy, seqeval_f1
+from xtuner.metrics.mlqa import mlqa
 from xtuner.metrics.squad import squad_v1
 
-__all__ = ["accuracy", "seqeval_f1", "squad_v1"]
+__all__ = ["accuracy", "mlqa", "seqeval_f1", "squad_v1"]

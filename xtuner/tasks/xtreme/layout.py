@@ -1,0 +1,154 @@
+"""Where each split of each XTREME task lives: hub configs and XTREME ``download/`` file names.
+
+Splits: "train" is the English training set (SQuAD v1.1 for xquad and mlqa, the English GoldP train for tydiqa);
+"validation" is the dev set (for en: the English dev used for model selection -- SQuAD v1.1 dev for xquad, MLQA
+en dev for mlqa, TyDiQA-GoldP en dev for tydiqa); "test" is the XTREME test set of a language (XQuAD's only
+split; TyDiQA-GoldP's dev set, which XTREME uses as its test set, so tydiqa validation/en == test/en).
+Training data in another language is served where the source has it (e.g. google/xtreme PAN-X), else the error
+says why.
+
+File names follow google-research/xtreme ``scripts/download_data.sh`` + ``utils_preprocess.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from xtuner.errors import XtunerError, unknown_name
+from xtuner.tasks.xtreme.sources import FilePart, HubPart
+
+XTREME = "google/xtreme"
+SPLIT_FILE = {"train": "train", "validation": "dev", "test": "test"}
+
+UDPOS_NAMES = {
+    "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
+    "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fr": "French",
+    "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian", "id": "Indonesian", "it": "Italian", "ja": "Japanese",
+    "kk": "Kazakh", "ko": "Korean", "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian",
+    "ta": "Tamil", "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
+    "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
+}  # fmt: skip
+TYDIQA_NAMES = {
+    "ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian", "ko": "korean",
+    "ru": "russian", "sw": "swahili", "te": "telugu",
+}  # fmt: skip
+
+HubMap = Callable[[str, str, str | None], HubPart]  # (split, lang, chosen repo or None) -> HubPart
+FileMap = Callable[[str, str, Path], FilePart]  # (split, lang, data_dir) -> FilePart
+
+
+def _pick(repo: str | None, allowed: tuple[str, ...], task: str) -> str:
+    if repo is None:
+        return allowed[0]
+    if repo not in allowed:
+        raise unknown_name(f"hub_repo for task {task!r}", repo, allowed)
+    return repo
+
+
+def _en_only(task: str, split: str, lang: str, what: str) -> None:
+    if lang != "en":
+        raise XtunerError(f"task {task!r} has no {split} data in {lang!r}: {what}")
+
+
+# --- hub -------------------------------------------------------------------------------------------------------
+
+
+def xnli_hub(split: str, lang: str, repo: str | None) -> HubPart:
+    repo = _pick(repo, (XTREME, "facebook/xnli"), "xnli")
+    if repo == "facebook/xnli" or split == "train":  # google/xtreme has no MNLI train: facebook/xnli's is it
+        return HubPart("facebook/xnli", lang, split)
+    return HubPart(XTREME, "XNLI", split, "language", lang)
+
+
+def pawsx_hub(split: str, lang: str, repo: str | None) -> HubPart:
+    if _pick(repo, (XTREME, "google-research-datasets/paws-x"), "pawsx") == XTREME:
+        return HubPart(XTREME, f"PAWS-X.{lang}", split)
+    return HubPart("google-research-datasets/paws-x", lang, split)
+
+
+def udpos_hub(split: str, lang: str, repo: str | None) -> HubPart:
+    _pick(repo, (XTREME,), "udpos")
+    return HubPart(XTREME, f"udpos.{UDPOS_NAMES[lang]}", split)
+
+
+def panx_hub(split: str, lang: str, repo: str | None) -> HubPart:
+    _pick(repo, (XTREME,), "panx")
+    return HubPart(XTREME, f"PAN-X.{lang}", split)
+
+
+def _squad_hub(task: str, split: str, lang: str) -> HubPart:
+    _en_only(task, split, lang, "it trains on SQuAD v1.1 (English)")
+    return HubPart(XTREME, "SQuAD", split)
+
+
+def xquad_hub(split: str, lang: str, repo: str | None) -> HubPart:
+    repo = _pick(repo, (XTREME, "google/xquad"), "xquad")
+    if split == "train":
+        return _squad_hub("xquad", split, lang)
+    if split == "validation":
+        _en_only("xquad", split, lang, "XQuAD has only a test set; the en dev set is SQuAD v1.1 dev")
+        return HubPart(XTREME, "SQuAD", "validation")
+    if repo == XTREME:
+        return HubPart(XTREME, f"XQuAD.{lang}", "validation")
+    return HubPart("google/xquad", f"xquad.{lang}", "validation")
+
+
+def mlqa_hub(split: str, lang: str, repo: str | None) -> HubPart:
+    _pick(repo, (XTREME,), "mlqa")
+    if split == "train":
+        return _squad_hub("mlqa", split, lang)
+    return HubPart(XTREME, f"MLQA.{lang}.{lang}", split)
+
+
+def tydiqa_hub(split: str, lang: str, repo: str | None) -> HubPart:
+    _pick(repo, (XTREME,), "tydiqa")
+    hub_split = "train" if split == "train" else "validation"  # GoldP dev serves as test
+    return HubPart(XTREME, "tydiqa", hub_split, "id", TYDIQA_NAMES[lang], filter_prefix=True)
+
+
+# --- XTREME download folder ---------------------------------------------------------------------------------
+
+
+def tsv_files(folder: str, train_hint: str) -> FileMap:
+    def files(split: str, lang: str, root: Path) -> FilePart:
+        path = root / folder / f"{SPLIT_FILE[split]}-{lang}.tsv"
+        hint = train_hint if split == "train" and lang != "en" else ""
+        return FilePart(((path, ""),), hint)
+
+    return files
+
+
+def _squad_files(task: str, split: str, lang: str, root: Path) -> FilePart:
+    _en_only(task, split, lang, "it trains on SQuAD v1.1 (English)")
+    name = "train-v1.1.json" if split == "train" else "dev-v1.1.json"
+    return FilePart(((root / "squad" / name, ""),))
+
+
+def xquad_files(split: str, lang: str, root: Path) -> FilePart:
+    if split == "validation":
+        _en_only("xquad", split, lang, "XQuAD has only a test set; the en dev set is SQuAD v1.1 dev")
+    if split != "test":
+        return _squad_files("xquad", split, lang, root)
+    return FilePart(((root / "xquad" / f"xquad.{lang}.json", ""),))
+
+
+def mlqa_files(split: str, lang: str, root: Path) -> FilePart:
+    if split == "train":
+        return _squad_files("mlqa", split, lang, root)
+    name = SPLIT_FILE[split]
+    path = root / "mlqa" / "MLQA_V1" / name / f"{name}-context-{lang}-question-{lang}.json"
+    return FilePart(((path, ""),))
+
+
+def tydiqa_files(split: str, lang: str, root: Path) -> FilePart:
+    base = root / "tydiqa"
+    name = TYDIQA_NAMES[lang]
+    if split == "train":
+        train = base / "tydiqa-goldp-v1.1-train"
+        combined = (train / "tydiqa-goldp-v1.1-train.json", name)  # all languages, ids "<language>-..."
+        return FilePart((combined, (train / f"tydiqa.goldp.{lang}.train.json", "")))
+    dev = base / "tydiqa-goldp-v1.1-dev"
+    return FilePart(
+        ((dev / f"tydiqa.goldp.{lang}.dev.json", ""), (dev / f"tydiqa-goldp-dev-{name}.json", ""))
+    )

@@ -1,0 +1,173 @@
+"""Readers for the files of an XTREME ``download/`` folder (google-research/xtreme ``scripts/download_data.sh``).
+
+Each reader is a generator of rows already in the task schema, for ``datasets.Dataset.from_generator`` (which
+caches the result as Arrow). Formats, as ``utils_preprocess.py`` writes them:
+
+- pairs (xnli, pawsx): ``csv.writer(delimiter="\\t")`` rows ``s1, s2, label`` -- minimal csv quoting (fields
+  holding a tab, quote or newline are quoted, quotes doubled), ``\\r\\n`` line ends. We decode the quoting, so
+  text round-trips exactly (XTREME's own reader used ``quotechar=None`` and kept the quote characters).
+  Test files are written without the label column.
+- tags (udpos, panx): one ``word\\ttag`` line per token, a blank line between sentences; test files hold words only.
+- squad (SQuAD v1.1, XQuAD, MLQA, TyDiQA-GoldP): SQuAD JSON. XTREME strips the answers of test files
+  (``answers: [{"answer_start": 0, "text": ""}]``).
+
+Every problem raises XtunerError naming the file (and line): missing labels, malformed lines, unknown labels, an
+empty file. A file without labels is never read as if it had them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from xtuner.errors import XtunerError
+
+# XNLI-MT's train files (and so google/xtreme) spell it "contradictory"
+LABEL_ALIASES = {"contradictory": "contradiction"}
+
+UNLABELED_HINT = (
+    "XTREME's download script strips the labels of test files; load labelled test data from the hub "
+    "(LoadContext.options source='hub', or no data_dir) or evaluate on the 'validation' split"
+)
+
+
+def _label_id(value: str, labels: tuple[str, ...], where: str) -> int:
+    name = LABEL_ALIASES.get(value.strip(), value.strip())
+    if name not in labels:
+        raise XtunerError(f"{where}: label {value!r} is not one of the task's labels {list(labels)}")
+    return labels.index(name)
+
+
+def read_pairs(
+    path: str, stamp: str, columns: tuple[str, str], labels: tuple[str, ...], with_id: bool
+) -> Iterator[dict[str, Any]]:
+    """Sentence pairs with a label; ``stamp`` (size+mtime) only keys the datasets cache to the file's content."""
+    n = 0
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quotechar='"')
+        try:
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                if not row:
+                    continue  # a blank line
+                if len(row) == 2:
+                    if n == 0:
+                        raise XtunerError(f"{path} has no label column (2 fields per line). {UNLABELED_HINT}")
+                    raise XtunerError(
+                        f"{where}: malformed line: 2 fields, expected 3 (sentence1, sentence2, label)"
+                    )
+                if len(row) != 3:
+                    raise XtunerError(
+                        f"{where}: malformed line: {len(row)} fields, expected 3 (sentence1, sentence2, label)"
+                    )
+                out: dict[str, Any] = {columns[0]: row[0], columns[1]: row[1]}
+                out["label"] = _label_id(row[2], labels, where)
+                if with_id:
+                    out = {"id": n, **out}
+                n += 1
+                yield out
+        except csv.Error as e:
+            raise XtunerError(f"{path}:{reader.line_num}: malformed line: {e}") from None
+    if n == 0:
+        raise XtunerError(f"{path}: no examples in the file")
+
+
+def read_tags(
+    path: str, stamp: str, tag_column: str, labels: tuple[str, ...], lang: str, with_langs: bool
+) -> Iterator[dict[str, Any]]:
+    """Blocks of ``word<TAB>tag`` lines; yields {tokens, <tag_column> ids[, langs]} per sentence."""
+    tokens: list[str] = []
+    tags: list[int] = []
+    n = 0
+
+    def sentence() -> dict[str, Any]:
+        row: dict[str, Any] = {"tokens": list(tokens), tag_column: list(tags)}
+        if with_langs:
+            row["langs"] = [lang] * len(tokens)
+        return row
+
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                if tokens:
+                    yield sentence()
+                    n += 1
+                    tokens, tags = [], []
+                continue
+            fields = line.split("\t")
+            where = f"{path}:{lineno}"
+            if len(fields) == 1:
+                if n == 0 and not tokens:
+                    raise XtunerError(f"{path} has no tag column (one word per line). {UNLABELED_HINT}")
+                raise XtunerError(f"{where}: malformed line {line!r}: expected word<TAB>tag")
+            if len(fields) != 2:
+                raise XtunerError(
+                    f"{where}: malformed line {line!r}: {len(fields)} fields, expected word<TAB>tag"
+                )
+            tokens.append(fields[0])
+            tags.append(_label_id(fields[1], labels, where))
+    if tokens:
+        yield sentence()
+        n += 1
+    if n == 0:
+        raise XtunerError(f"{path}: no sentences in the file")
+
+
+def _load_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise XtunerError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
+
+
+def read_squad(path: str, stamp: str, id_prefix: str) -> Iterator[dict[str, Any]]:
+    """SQuAD-format JSON -> one row per question. ``id_prefix`` (e.g. "english") keeps only ids whose first
+    ``-``-separated part equals it, as the combined TyDiQA-GoldP train file needs; "" keeps all."""
+    data = _load_json(path)
+    articles = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(articles, list):
+        raise XtunerError(f"{path}: malformed SQuAD JSON: expected an object with a 'data' list")
+    n = 0
+    loc = ""
+    for i, article in enumerate(articles):
+        loc = f"article {i}"
+        try:
+            title = str(article.get("title", ""))
+            for j, par in enumerate(article["paragraphs"]):
+                loc = f"article {i}, paragraph {j}"
+                context = par["context"]
+                for qa in par["qas"]:
+                    qid = str(qa["id"])
+                    if id_prefix and qid.split("-")[0] != id_prefix:
+                        continue
+                    texts = [a["text"] for a in qa["answers"]]
+                    starts = [int(a["answer_start"]) for a in qa["answers"]]
+                    if not any(t.strip() for t in texts):
+                        first = "has no gold answers" if n == 0 else f"question {qid!r} has no gold answer"
+                        raise XtunerError(f"{path} {first}. {UNLABELED_HINT}")
+                    n += 1
+                    yield {
+                        "id": qid,
+                        "title": title,
+                        "context": context,
+                        "question": qa["question"],
+                        "answers": {"text": texts, "answer_start": starts},
+                    }
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise XtunerError(f"{path}: malformed SQuAD JSON ({loc}): {type(e).__name__}: {e}") from None
+    if n == 0:
+        what = f" with an id starting {id_prefix + '-'!r}" if id_prefix else ""
+        raise XtunerError(f"{path}: no questions{what} in the file")
+
+
+READERS = {"pairs": read_pairs, "tags": read_tags, "squad": read_squad}
+
+
+def file_stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}-{st.st_mtime_ns}"

@@ -1,0 +1,162 @@
+"""The seven XTREME tasks of the paper (xnli, pawsx, udpos, panx, xquad, mlqa, tydiqa) as registered `Task`s.
+
+A task is data: its languages, schema, metric, and two maps saying where a (split, language) lives on the hub and
+in an XTREME download folder (``layout``). One generic loader picks the source (``sources.resolve_source``), fetches
+and normalises to the task schema. See ``xtuner.tasks.xtreme`` for how a user picks the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, Features
+
+from xtuner.metrics import accuracy, seqeval_f1, squad_v1
+from xtuner.metrics.mlqa import mlqa
+from xtuner.tasks import register_task
+from xtuner.tasks.base import HeadType, LoadContext, Metric, Task
+from xtuner.tasks.schemas import (
+    NLI_LABELS,
+    PANX_FEATURES,
+    PANX_TAGS,
+    PAWSX_FEATURES,
+    PAWSX_LABELS,
+    QA_FEATURES,
+    UDPOS_FEATURES,
+    UPOS_TAGS,
+    XNLI_FEATURES,
+)
+from xtuner.tasks.xtreme import layout
+from xtuner.tasks.xtreme.normalise import normalise
+from xtuner.tasks.xtreme.sources import fetch_files, fetch_hub, fetch_local, resolve_source
+
+XNLI_LANGS = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
+PAWSX_LANGS = ["en", "de", "es", "fr", "ja", "ko", "zh"]
+UDPOS_LANGS = sorted(layout.UDPOS_NAMES)
+PANX_LANGS = [
+    "af", "ar", "bg", "bn", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu", "id", "it",
+    "ja", "jv", "ka", "kk", "ko", "ml", "mr", "ms", "my", "nl", "pt", "ru", "sw", "ta", "te", "th", "tl", "tr",
+    "ur", "vi", "yo", "zh",
+]  # fmt: skip
+XQUAD_LANGS = ["en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi"]
+MLQA_LANGS = ["en", "es", "de", "ar", "hi", "vi", "zh"]
+TYDIQA_LANGS = sorted(layout.TYDIQA_NAMES)
+
+
+@dataclass(frozen=True)
+class XtremeLoader:
+    """Loader(split, lang, ctx) for one task: source choice -> fetch -> exact task schema."""
+
+    task: str
+    family: str
+    features: Features
+    labels: tuple[str, ...]
+    hub: layout.HubMap
+    files: layout.FileMap
+    reader: str  # readers.READERS key
+    reader_kwargs: tuple[tuple[str, Any], ...]
+    markers: tuple[str, ...]  # folders of an XTREME download dir that this task reads
+
+    def __call__(self, split: str, lang: str, ctx: LoadContext) -> Dataset:
+        source = resolve_source(self.task, self.markers, ctx)
+        if source == "xtreme":
+            assert ctx.data_dir is not None
+            part = self.files(split, lang, Path(ctx.data_dir))
+            kwargs = dict(self.reader_kwargs)
+            if self.reader == "tags":
+                kwargs["lang"] = lang
+            return fetch_files(part, self.reader, kwargs, self.features, ctx)
+        if source == "local":
+            ds, where = fetch_local(self.task, split, lang, ctx)
+        else:
+            part = self.hub(split, lang, ctx.options.get("hub_repo"))
+            ds, where = fetch_hub(part, ctx), part.describe()
+        return normalise(
+            ds, family=self.family, features=self.features, labels=self.labels, lang=lang, where=where
+        )
+
+
+def _task(
+    name: str,
+    family: str,
+    head: HeadType,
+    languages: list[str],
+    features: Features,
+    labels: tuple[str, ...],
+    metric: Metric,
+    main_metric: str,
+    inputs: tuple[str, ...],
+    label_column: str | None,
+    hub: layout.HubMap,
+    files: layout.FileMap,
+    reader: str,
+    reader_kwargs: dict[str, Any],
+    markers: tuple[str, ...],
+    description: str,
+) -> Task:
+    loader = XtremeLoader(
+        name, family, features, labels, hub, files, reader, tuple(reader_kwargs.items()), markers
+    )
+    return register_task(
+        Task(
+            name=name,
+            head=head,
+            languages=tuple(languages),
+            features=features,
+            loader=loader,
+            metric=metric,
+            main_metric=main_metric,
+            inputs=inputs,
+            label_column=label_column,
+            labels=labels,
+            source_lang="en",
+            family=family,
+            description=description,
+        )
+    )
+
+
+_SEQ, _TOK, _QA = HeadType.SEQUENCE_CLASSIFICATION, HeadType.TOKEN_CLASSIFICATION, HeadType.EXTRACTIVE_QA
+_TRAIN_EN = "XTREME's download folder has training data only for en (zero-shot transfer); the hub has more"
+
+XNLI = _task(
+    "xnli", "xnli", _SEQ, XNLI_LANGS, XNLI_FEATURES, NLI_LABELS, accuracy, "accuracy", ("premise", "hypothesis"),
+    "label", layout.xnli_hub, layout.tsv_files("xnli", _TRAIN_EN), "pairs",
+    {"columns": ("premise", "hypothesis"), "labels": NLI_LABELS, "with_id": False}, ("xnli",),
+    "XNLI: natural language inference, trained on MultiNLI English, tested in 15 languages.",
+)  # fmt: skip
+PAWSX = _task(
+    "pawsx", "pawsx", _SEQ, PAWSX_LANGS, PAWSX_FEATURES, PAWSX_LABELS, accuracy, "accuracy",
+    ("sentence1", "sentence2"), "label", layout.pawsx_hub, layout.tsv_files("pawsx", _TRAIN_EN), "pairs",
+    {"columns": ("sentence1", "sentence2"), "labels": PAWSX_LABELS, "with_id": True}, ("pawsx",),
+    "PAWS-X: paraphrase identification, trained on PAWS English, tested in 7 languages.",
+)  # fmt: skip
+UDPOS = _task(
+    "udpos", "udpos", _TOK, UDPOS_LANGS, UDPOS_FEATURES, UPOS_TAGS, seqeval_f1, "f1", ("tokens",), "pos_tags",
+    layout.udpos_hub, layout.tsv_files("udpos", ""), "tags",
+    {"tag_column": "pos_tags", "labels": UPOS_TAGS, "with_langs": False}, ("udpos",),
+    "UD-POS: universal POS tagging (UD treebanks), scored with seqeval F1 over raw UPOS tags, 33 languages.",
+)  # fmt: skip
+PANX = _task(
+    "panx", "panx", _TOK, PANX_LANGS, PANX_FEATURES, PANX_TAGS, seqeval_f1, "f1", ("tokens",), "ner_tags",
+    layout.panx_hub, layout.tsv_files("panx", ""), "tags",
+    {"tag_column": "ner_tags", "labels": PANX_TAGS, "with_langs": True}, ("panx",),
+    "PAN-X (WikiANN): named entity recognition (PER/ORG/LOC, IOB2), entity F1, 40 languages.",
+)  # fmt: skip
+XQUAD = _task(
+    "xquad", "qa", _QA, XQUAD_LANGS, QA_FEATURES, (), squad_v1, "f1", ("question", "context"), None,
+    layout.xquad_hub, layout.xquad_files, "squad", {}, ("xquad", "squad"),
+    "XQuAD: extractive QA, trained on SQuAD v1.1, tested on the 11 XQuAD languages (SQuAD v1.1 metric).",
+)  # fmt: skip
+MLQA = _task(
+    "mlqa", "qa", _QA, MLQA_LANGS, QA_FEATURES, (), mlqa, "f1", ("question", "context"), None,
+    layout.mlqa_hub, layout.mlqa_files, "squad", {}, ("mlqa", "squad"),
+    "MLQA: extractive QA, trained on SQuAD v1.1, context and question in the same language, official MLQA metric.",
+)  # fmt: skip
+TYDIQA = _task(
+    "tydiqa", "qa", _QA, TYDIQA_LANGS, QA_FEATURES, (), squad_v1, "f1", ("question", "context"), None,
+    layout.tydiqa_hub, layout.tydiqa_files, "squad", {}, ("tydiqa",),
+    "TyDiQA-GoldP: extractive QA, trained on the English GoldP train set, tested on the GoldP dev sets.",
+)  # fmt: skip
