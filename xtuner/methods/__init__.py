@@ -1,0 +1,111 @@
+"""Tuning-method registry: ``finetune``, ``deep_prompt``, ``soft_prompt``, ``lora``, ...
+
+Every public module of this package registers one method at import time with :func:`register_method`; modules
+are discovered with ``pkgutil`` (private helpers start with ``_``), so adding a method is one new file. Methods
+from outside the package register through the ``xtuner.methods`` entry-point group (a module to import).
+
+A method is a record (:class:`Method`): a name, its own pydantic settings model (unknown settings are errors:
+``psl`` is not a ``finetune`` setting) and a build function. :func:`build_model` is the one entry point that
+validates settings, loads the backbone config (bad paths fail here, before any training) and builds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from xtuner.errors import XtunerError
+from xtuner.methods._base import BuildRequest, BuiltModel, Method, MethodSettings, load_config
+from xtuner.registry import Registry
+from xtuner.tasks.base import HeadType
+
+METHODS: Registry[Method] = Registry("method")
+_loaded = False
+
+
+def register_method(method: Method) -> Method:
+    return METHODS.add(method.name, method)
+
+
+def _discover() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+    for ep in entry_points(group="xtuner.methods"):
+        ep.load()
+
+
+def get_method(name: str) -> Method:
+    _discover()
+    return METHODS.get(name)
+
+
+def method_names() -> list[str]:
+    _discover()
+    return METHODS.names()
+
+
+def validate_settings(method: str, settings: dict[str, Any]) -> BaseModel:
+    """The method's settings model built from `settings`; raises XtunerError naming the bad setting."""
+    spec = get_method(method)
+    valid = ", ".join(spec.setting_names()) or "(none)"
+    try:
+        return spec.settings(**settings)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "(root)"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"setting {name!r} is not valid for method {method!r}")
+            else:
+                problems.append(f"setting {name!r} of method {method!r}: {err['msg']}")
+        raise XtunerError(f"{'; '.join(problems)}; valid settings of {method!r}: {valid}") from None
+
+
+def build_model(
+    model_path: str,
+    head: HeadType,
+    num_labels: int,
+    method: str,
+    settings: dict[str, Any],
+    *,
+    trust_remote_code: bool = False,
+    classifier_dropout: float | None = None,
+) -> BuiltModel:
+    """Load `model_path` (local dir or hub id) and apply `method` with its `settings` for a `head` task."""
+    spec = get_method(method)
+    parsed = validate_settings(method, settings)
+    head = HeadType(head)
+    if head != HeadType.EXTRACTIVE_QA and num_labels < 1:
+        raise XtunerError(f"num_labels must be >= 1 for a {head} head, got {num_labels}")
+    request = BuildRequest(
+        model_path=str(model_path),
+        head=head,
+        num_labels=num_labels,
+        config=load_config(str(model_path), trust_remote_code=trust_remote_code),
+        trust_remote_code=trust_remote_code,
+        classifier_dropout=classifier_dropout,
+    )
+    return BuiltModel.wrap(spec.build(request, parsed), method)
+
+
+__all__ = [
+    "METHODS",
+    "BuildRequest",
+    "BuiltModel",
+    "Method",
+    "MethodSettings",
+    "build_model",
+    "get_method",
+    "method_names",
+    "register_method",
+    "validate_settings",
+]

@@ -1,0 +1,128 @@
+"""deep_prompt: deep prompt tuning (P-tuning v2; Tu, Xiong & Zhou 2022, reference code salesforce/MPT).
+
+Trainable key and value vectors of length ``psl`` are prepended in EVERY self-attention layer; the whole backbone
+(embeddings, encoder, pooler) is frozen; only the prefix and the task head train. Formulation as in the reference
+``PrefixEncoder``/``get_prompt``:
+
+- ``prefix_encoder.embedding``: ``psl x (layers * 2 * hidden)`` (or ``psl x hidden`` through a 2-layer tanh MLP when
+  ``prefix_projection``), initialised N(0, initializer_range) as transformers initialised it in the reference;
+- viewed as ``[B, psl, 2 * layers, heads, head_dim]``, dropout ``prefix_dropout`` (an independent mask per example),
+  then layer ``i`` uses slice ``2i`` as keys and ``2i + 1`` as values;
+- keys/values are concatenated before the token keys/values after the key/value projections, per head, and the
+  attention mask is extended over the prefix (see ``_prefix_attention``);
+- ``shift_positions`` (default on): the reference passed the prefix as HF ``past_key_values``, which offsets the
+  token position ids by ``psl``; we reproduce that. Turn it off for unshifted positions.
+
+Trainable parameters without projection: ``psl * layers * 2 * hidden + head`` (786,432 + head for
+xlm-roberta-large at psl 16). peft is not used: its PREFIX_TUNING fails on XLM-R under transformers 5 ("Model does
+not support past key values").
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+from transformers import PreTrainedModel
+
+from xtuner.methods import register_method
+from xtuner.methods._base import BuildRequest, Method
+from xtuner.methods._prefix_attention import PREFIX_KWARG, install
+from xtuner.methods._prompt import (
+    PromptSettings,
+    init_linear,
+    load_backbone,
+    pool,
+    position_ids,
+    with_head,
+)
+
+
+class DeepPromptSettings(PromptSettings):
+    shift_positions: bool = Field(
+        True, description="offset token position ids by psl, as HF past_key_values did in the reference code"
+    )
+
+
+class PrefixEncoder(nn.Module):
+    """The per-layer prefix: ``forward() -> [psl, layers * 2 * hidden]`` (P-tuning v2 layout)."""
+
+    def __init__(
+        self, psl: int, layers: int, hidden: int, projection: bool, mlp_hidden: int, std: float
+    ) -> None:
+        super().__init__()
+        self.prefix_projection = projection
+        width = layers * 2 * hidden
+        self.embedding = nn.Embedding(psl, hidden if projection else width)
+        nn.init.normal_(self.embedding.weight, std=std)
+        if projection:
+            self.trans = nn.Sequential(
+                init_linear(nn.Linear(hidden, mlp_hidden), std),
+                nn.Tanh(),
+                init_linear(nn.Linear(mlp_hidden, width), std),
+            )
+
+    def forward(self) -> torch.Tensor:
+        prefix = self.embedding.weight
+        return self.trans(prefix) if self.prefix_projection else prefix
+
+
+class DeepPromptEncoder(nn.Module):
+    def __init__(self, backbone: PreTrainedModel, settings: DeepPromptSettings) -> None:
+        super().__init__()
+        config = backbone.config
+        self.backbone = backbone.requires_grad_(False)
+        self.psl = settings.psl
+        self.layers = config.num_hidden_layers
+        self.heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.shift_positions = settings.shift_positions
+        self.prefix_encoder = PrefixEncoder(
+            settings.psl,
+            self.layers,
+            config.hidden_size,
+            settings.prefix_projection,
+            settings.prefix_hidden_size,
+            config.initializer_range,
+        )
+        self.dropout = nn.Dropout(settings.prefix_dropout)
+        install(backbone)
+
+    def prefix_key_values(self, batch: int) -> torch.Tensor:
+        """``[layers, 2, B, heads, psl, head_dim]``: per layer, the prefix keys (0) and values (1)."""
+        prefix = self.prefix_encoder().unsqueeze(0).expand(batch, -1, -1)
+        prefix = prefix.view(batch, self.psl, self.layers * 2, self.heads, self.head_dim)
+        prefix = self.dropout(prefix)
+        return prefix.permute(2, 0, 3, 1, 4).unflatten(0, (self.layers, 2))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = position_ids(self.backbone, input_ids, self.psl) if self.shift_positions else None
+        out = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=positions,
+            **{PREFIX_KWARG: self.prefix_key_values(input_ids.shape[0])},
+        )
+        sequence = out.last_hidden_state
+        pooled = out.pooler_output if out.pooler_output is not None else pool(self.backbone, sequence)
+        return sequence, pooled
+
+
+def build(request: BuildRequest, settings: DeepPromptSettings) -> nn.Module:
+    return with_head(DeepPromptEncoder(load_backbone(request), settings), request)
+
+
+register_method(
+    Method(
+        name="deep_prompt",
+        settings=DeepPromptSettings,
+        build=build,
+        description="deep prompt tuning: trainable prefix keys/values in every layer, frozen backbone",
+    )
+)

@@ -1,0 +1,26 @@
+"""finetune: full fine-tuning with the stock transformers head (AutoModelFor*), every parameter trains."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from xtuner.methods import register_method
+from xtuner.methods._base import BuildRequest, Method, MethodSettings, load_task_model
+
+
+class FinetuneSettings(MethodSettings):
+    """No settings: full fine-tuning has no method-specific hyperparameters."""
+
+
+def build(request: BuildRequest, settings: FinetuneSettings) -> nn.Module:
+    return load_task_model(request)
+
+
+register_method(
+    Method(
+        name="finetune",
+        settings=FinetuneSettings,
+        build=build,
+        description="full fine-tuning with the standard transformers task head",
+    )
+)

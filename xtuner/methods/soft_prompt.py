@@ -1,0 +1,98 @@
+"""soft_prompt: prompt tuning at the input only (Lester et al. 2021).
+
+``psl`` trainable virtual-token embeddings, initialised from randomly drawn rows of the vocabulary embedding, are
+prepended to the word embeddings; the backbone adds position/type embeddings (the virtual tokens take the first
+positions) and runs frozen; the attention mask is extended over the prompt. The token states are then sliced back
+to the input positions, so token-classification logits and QA start/end indices refer to the input exactly (peft's
+PROMPT_TUNING keeps the virtual positions there). Heads as for deep_prompt: the frozen pooler on the first *input*
+token for sequence classification (as the reference ``RobertaPromptForSequenceClassification``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from xtuner.methods import register_method
+from xtuner.methods._base import BuildRequest, Method
+from xtuner.methods._prompt import (
+    PromptSettings,
+    init_linear,
+    load_backbone,
+    pool,
+    position_ids,
+    virtual_position_ids,
+    with_head,
+)
+
+
+class SoftPromptEncoder(nn.Module):
+    def __init__(self, backbone: PreTrainedModel, settings: PromptSettings) -> None:
+        super().__init__()
+        self.backbone = backbone.requires_grad_(False)
+        self.psl = settings.psl
+        words = backbone.get_input_embeddings()
+        hidden = words.embedding_dim
+        self.embedding = nn.Embedding(settings.psl, hidden)
+        with torch.no_grad():
+            self.embedding.weight.copy_(words.weight[torch.randint(0, words.num_embeddings, (settings.psl,))])
+        self.prefix_projection = settings.prefix_projection
+        if settings.prefix_projection:
+            std = backbone.config.initializer_range
+            self.trans = nn.Sequential(
+                init_linear(nn.Linear(hidden, settings.prefix_hidden_size), std),
+                nn.Tanh(),
+                init_linear(nn.Linear(settings.prefix_hidden_size, hidden), std),
+            )
+        self.dropout = nn.Dropout(settings.prefix_dropout)
+
+    def prompt(self, batch: int) -> torch.Tensor:
+        prompt = self.embedding.weight
+        if self.prefix_projection:
+            prompt = self.trans(prompt)
+        return self.dropout(prompt.unsqueeze(0).expand(batch, -1, -1))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, device = input_ids.shape[0], input_ids.device
+        words = self.backbone.get_input_embeddings()(input_ids)
+        embeds = torch.cat([self.prompt(batch).to(words.dtype), words], dim=1)
+        positions = torch.cat(
+            [
+                virtual_position_ids(self.backbone, batch, self.psl, device),
+                position_ids(self.backbone, input_ids, self.psl),
+            ],
+            dim=1,
+        )
+        prefix_shape = (batch, self.psl)
+        if attention_mask is not None:
+            attention_mask = torch.cat([attention_mask.new_ones(prefix_shape), attention_mask], dim=1)
+        if token_type_ids is not None:
+            token_type_ids = torch.cat([token_type_ids.new_zeros(prefix_shape), token_type_ids], dim=1)
+        out = self.backbone(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=positions,
+        )
+        sequence = out.last_hidden_state[:, self.psl :]
+        return sequence, pool(self.backbone, sequence)
+
+
+def build(request: BuildRequest, settings: PromptSettings) -> nn.Module:
+    return with_head(SoftPromptEncoder(load_backbone(request), settings), request)
+
+
+register_method(
+    Method(
+        name="soft_prompt",
+        settings=PromptSettings,
+        build=build,
+        description="prompt tuning: trainable virtual tokens at the input embedding layer only, frozen backbone",
+    )
+)
