@@ -59,6 +59,9 @@ class Task:
     )
     description: str = ""
     language_info: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # data_key(split, lang, ctx) -> a string that names the raw data exactly (or None if it cannot tell cheaply);
+    # with it, a tokenisation-cache hit never loads the raw data (see xtuner/data/cache.py)
+    data_key: Callable[[str, str, LoadContext], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.source_lang not in self.languages:
@@ -90,6 +93,24 @@ class Task:
                 f"{self.features}"
             )
         return ds
+
+    def raw_data_key(self, split: str, lang: str, ctx: LoadContext | None = None) -> str | None:
+        """A string naming this split's raw data exactly, or None. Local files are named by a fingerprint of
+        their names, sizes and mtimes; the hub by nothing (its datasets are fingerprinted by `datasets`)."""
+        ctx = ctx or LoadContext()
+        if self.data_key is not None:
+            return self.data_key(split, lang, ctx)
+        if ctx.data_dir is not None:
+            import os
+
+            from xtuner.data.cache import path_fingerprint
+
+            env = ",".join(
+                f"{k}={os.environ.get(k, '')}" for k in ("XTUNER_DATA_SOURCE", "XTUNER_HUB_MIRROR")
+            )
+            opts = ",".join(f"{k}={v}" for k, v in sorted(ctx.options.items()))
+            return f"{self.name}:{split}:{lang}:dir={path_fingerprint(ctx.data_dir)}:{env}:{opts}"
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -20,6 +20,15 @@ from xtuner.tasks import schemas as sc
 from xtuner.tasks.base import HeadType, LoadContext, Task
 
 LANGUAGE_INFO = {code: LANGUAGES[code].metadata() for code in LANGUAGE_CODES}
+GENERATOR_VERSION = 1  # bump whenever generated data changes: it is part of the tokenisation-cache key
+
+
+def _data_key(name: str):
+    def key(split: str, lang: str, ctx: LoadContext) -> str:
+        seed = int(ctx.options.get("synth_seed", gen.SUITE_SEED))
+        return f"{name}:{split}:{lang}:seed={seed}:generator=v{GENERATOR_VERSION}"
+
+    return key
 
 
 def _loader(rows_fn: Callable[..., dict], features: datasets.Features):
@@ -47,6 +56,7 @@ def _task(
         family=family,
         description=description,
         language_info=LANGUAGE_INFO,
+        data_key=_data_key(name),
     )
 
 

@@ -27,7 +27,9 @@ class TrialConfig(BaseModel):
     eval_batch_size: int = Field(64, ge=1)
     epochs: float = Field(3, gt=0)
     max_seq_length: int = Field(128, ge=16)
-    doc_stride: int = Field(128, ge=8)  # QA only
+    doc_stride: int | None = Field(
+        None, ge=8
+    )  # QA window overlap in tokens; None = min(128, max_seq_length // 3)
     seed: int = 1
     eval_interval: int | None = Field(None, ge=1)  # optimizer steps between en-dev evals; None = every epoch
     warmup_ratio: float = Field(0.0, ge=0, lt=1)

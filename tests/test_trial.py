@@ -1,0 +1,198 @@
+"""run_trial end to end on real (tiny) models: every head type, the tokenisation cache, NaN handling, bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer
+
+from xtuner.errors import XtunerError
+from xtuner.models import resolve_model
+from xtuner.trial import NonFiniteLossError, TrialConfig, run_trial
+
+FIXTURES = Path(__file__).parent / "fixtures" / "xtreme" / "download"
+SMALL = dict(epochs=1, batch_size=16, eval_batch_size=32, max_train_examples=48, max_eval_examples=12)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.reports: list[tuple[dict, str | None]] = []
+
+    def report(self, metrics, checkpoint_dir=None):
+        self.reports.append((dict(metrics), checkpoint_dir))
+
+    def resume_from(self):
+        return None
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tok-cache"))
+
+
+def test_finetune_synth_xnli_returns_metrics_for_every_language(cache_dir):
+    rec = Recorder()
+    result = run_trial(dict(task="synth-xnli", method="finetune", lr=3e-4, cache_dir=cache_dir, **SMALL), rec)
+    langs = ["en", "s1", "s2", "s3", "s4", "s5", "s6"]
+    assert sorted(result["test"]) == langs
+    for lang in langs:
+        assert 0.0 <= result["test"][lang]["accuracy"] <= 100.0
+    mean = sum(result["test"][lang]["accuracy"] for lang in langs) / 7
+    assert result["avg"]["accuracy"] == pytest.approx(mean)
+    others = sum(result["test"][lang]["accuracy"] for lang in langs[1:]) / 6
+    assert result["gap"]["accuracy"] == pytest.approx(result["test"]["en"]["accuracy"] - others)
+    assert result["trainable_params"] == result["total_params"] > 1_000_000
+    assert result["train_seconds"] > 0 and result["eval_seconds"] > 0
+    # one report per epoch with en-dev metrics and a checkpoint, then the final flat metrics
+    dev_reports = [(m, c) for m, c in rec.reports if "done" not in m]
+    assert len(dev_reports) == 1 and "dev/en/accuracy" in dev_reports[0][0] and dev_reports[0][1]
+    final = rec.reports[-1][0]
+    assert final["done"] == 1.0 and final["test/s3/accuracy"] == result["test"]["s3"]["accuracy"]
+    assert "test/avg/accuracy" in final and "test/gap/accuracy" in final
+
+
+def test_second_trial_hits_the_tokenisation_cache(cache_dir):
+    from xtuner.trial.run import prepare_data, setup_trial
+
+    cfg = dict(
+        task="synth-pawsx", method="finetune", lr=1e-4, cache_dir=cache_dir, languages=["en", "s2"], **SMALL
+    )
+    first = prepare_data(setup_trial(cfg))
+    second = prepare_data(setup_trial(cfg))
+    assert first.cache_misses == 4 and first.cache_hits == 0  # train, dev, 2 test languages
+    assert second.cache_hits == 4 and second.cache_misses == 0
+    assert second.train["input_ids"] == first.train["input_ids"]
+
+
+@pytest.mark.parametrize(
+    "task,method,extra",
+    [
+        ("synth-udpos", "deep_prompt", {"psl": 4}),
+        ("synth-panx", "soft_prompt", {"psl": 4}),
+        ("synth-xquad", "deep_prompt", {"psl": 4, "max_seq_length": 64, "doc_stride": 32}),
+        ("synth-xnli", "lora", {"r": 4}),
+    ],
+)
+def test_each_head_type_under_prompt_and_lora_methods(cache_dir, task, method, extra):
+    rec = Recorder()
+    cfg = dict(
+        task=task, method=method, lr=1e-2, cache_dir=cache_dir, languages=["en", "s4"], eval_interval=2
+    )
+    result = run_trial({**cfg, **SMALL, **extra}, rec)
+    main = result["main_metric"]
+    assert set(result["test"]) == {"en", "s4"}
+    assert all(math.isfinite(result["test"][lang][main]) for lang in result["test"])
+    assert result["trainable_params"] < result["total_params"] / 2
+    steps = [m["step"] for m, _ in rec.reports if "done" not in m]
+    assert steps == sorted(steps) and len(steps) >= 2  # eval_interval=2 steps: several dev reports
+
+
+def test_selection_by_lowest_dev_loss(cache_dir):
+    rec = Recorder()
+    cfg = dict(
+        task="synth-xnli", method="finetune", lr=1e-4, cache_dir=cache_dir, languages=["en"], selection="loss"
+    )
+    result = run_trial({**cfg, **SMALL, "epochs": 2}, rec)
+    losses = [m["dev/en/loss"] for m, _ in rec.reports if "done" not in m]
+    assert len(losses) == 2 and result["dev"]["dev/en/loss"] == min(losses)
+
+
+@pytest.fixture(scope="module")
+def nan_model(tmp_path_factory):
+    """A copy of the tiny encoder whose weights hold a NaN (a corrupt checkpoint): the first loss is NaN."""
+    src = Path(resolve_model("builtin:tiny-xlmr"))
+    out = tmp_path_factory.mktemp("nan-model")
+    weights = load_file(src / "model.safetensors")
+    key = next(k for k in weights if k.endswith("embeddings.LayerNorm.weight"))
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (out / name).write_bytes((src / name).read_bytes())
+    return str(out)
+
+
+def test_nan_loss_stops_the_trial_with_a_clear_message(cache_dir, nan_model):
+    rec = Recorder()
+    with pytest.raises(NonFiniteLossError, match=r"training loss became nan at step 1"):
+        run_trial(
+            dict(
+                task="synth-xnli", model=nan_model, method="finetune", lr=1e-4, cache_dir=cache_dir, **SMALL
+            ),
+            rec,
+        )
+    assert not any("done" in m for m, _ in rec.reports)  # no garbage final metrics
+
+
+@pytest.mark.parametrize(
+    "cfg,match",
+    [
+        (dict(method="finetune", psl=16), "setting 'psl' is not valid for method 'finetune'"),
+        (dict(method="lora", psl=16), "setting 'psl' is not valid for method 'lora'"),
+        (dict(method="deep_prompt", psl=0), "psl"),
+        (dict(method="prefix"), "unknown method 'prefix'"),
+        (dict(lr=0), "lr"),
+        (dict(lr=-1e-3), "lr"),
+        (dict(model="./no/such/model"), "does not exist"),
+        (dict(task="synth-xnlii"), "did you mean 'synth-xnli'"),
+        (dict(languages=["en", "zz"]), "unknown language 'zz'"),
+    ],
+)
+def test_bad_settings_fail_before_training(cfg, match, cache_dir):
+    base = dict(task="synth-xnli", method="finetune", lr=1e-4, cache_dir=cache_dir)
+    rec = Recorder()
+    with pytest.raises(XtunerError, match=match):
+        run_trial({**base, **cfg}, rec)
+    assert rec.reports == []
+
+
+def test_trial_config_is_flat_and_splits_method_settings():
+    cfg = TrialConfig.from_flat({"task": "synth-xnli", "lr": 1e-3, "method": "deep_prompt", "psl": 16})
+    assert cfg.method_settings == {"psl": 16}
+    with pytest.raises(XtunerError, match="epochs"):
+        TrialConfig.from_flat({"task": "synth-xnli", "lr": 1e-3, "epochs": "many"})
+
+
+REAL = [
+    ("xnli", ["en", "de"]),
+    ("pawsx", ["en", "de"]),
+    ("udpos", ["en", "de"]),
+    ("panx", ["en", "de"]),
+    ("xquad", ["en", "de"]),
+    ("mlqa", ["en", "zh"]),
+    ("tydiqa", ["en", "ar"]),
+]
+
+
+@pytest.mark.parametrize("task,langs", REAL)
+def test_short_trial_on_each_real_task_fixture(task, langs, cache_dir, tmp_path):
+    """The real tasks through the XTREME download layout, with a tiny model built from a config."""
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    model_dir = tmp_path / "tiny"
+    tok = AutoTokenizer.from_pretrained(resolve_model("builtin:tiny-xlmr"))
+    tok.save_pretrained(model_dir)
+    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1)  # fmt: skip
+    XLMRobertaForMaskedLM(cfg).save_pretrained(model_dir)
+    result = run_trial(
+        dict(
+            task=task,
+            model=str(model_dir),
+            method="finetune",
+            lr=1e-3,
+            data_dir=str(FIXTURES),
+            languages=langs,
+            cache_dir=cache_dir,
+            epochs=1,
+            batch_size=4,
+            max_seq_length=128,
+            doc_stride=32,
+        )  # fmt: skip
+    )
+    assert set(result["test"]) == set(langs)
+    main = result["main_metric"]
+    assert all(0.0 <= result["test"][lang][main] <= 100.0 for lang in langs)

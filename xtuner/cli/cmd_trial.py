@@ -1,0 +1,114 @@
+"""`xtuner trial`: run one trial (train on English, zero-shot on every language) without Ray."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from xtuner.errors import XtunerError
+
+
+def parse_set(items: list[str]) -> dict:
+    """`key=value` pairs; values are parsed as YAML scalars (1e-3 -> float, true -> bool, [a, b] -> list)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise XtunerError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise XtunerError(f"--set {item!r}: cannot parse the value: {e}") from None
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trial", help="run one trial without Ray and print per-language results")
+    p.add_argument("--task", required=True)
+    p.add_argument("--model", default="builtin:tiny-xlmr")
+    p.add_argument("--method", default="finetune", help="finetune | deep_prompt | soft_prompt | lora")
+    p.add_argument("--psl", type=int, help="prompt length (prompt methods only)")
+    p.add_argument(
+        "--lr", type=float, help="learning rate (default: 1e-4 finetune/lora, 1e-2 prompt methods)"
+    )
+    p.add_argument("--epochs", type=float, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--data-dir", help="XTREME download/ dir or local parquet files (real tasks)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any trial or method setting"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    p.set_defaults(func=run)
+
+
+DEFAULT_LR = {"finetune": 1e-4, "lora": 1e-3, "deep_prompt": 1e-2, "soft_prompt": 3e-2}
+
+
+class ConsoleReporter:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None = None) -> None:
+        if self.quiet or "done" in metrics:
+            return
+        dev = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items() if k.startswith("dev/"))
+        print(
+            f"  epoch {metrics.get('epoch', 0):.2f} step {int(metrics.get('step', 0))}: en-dev {dev}",
+            file=sys.stderr,
+        )
+
+    def resume_from(self) -> str | None:
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from xtuner.trial import run_trial
+
+    config = {
+        "task": args.task, "model": args.model, "method": args.method, "epochs": args.epochs,
+        "batch_size": args.batch_size, "seed": args.seed,
+        "lr": args.lr if args.lr is not None else DEFAULT_LR.get(args.method, 1e-4),
+    }  # fmt: skip
+    if args.psl is not None:
+        config["psl"] = args.psl
+    if args.data_dir:
+        config["data_dir"] = args.data_dir
+    config.update(parse_set(args.set))
+    if not args.json:
+        print(f"trial: {args.task} / {args.method} / {config['model']} / lr {config['lr']}", file=sys.stderr)
+    result = run_trial(config, ConsoleReporter(quiet=args.json))
+    if args.json:
+        keys = ("task", "method", "main_metric", "test", "avg", "gap", "dev", "trainable_params", "total_params",
+                "train_seconds", "eval_seconds")  # fmt: skip
+        print(json.dumps({k: result[k] for k in keys}))
+        return 0
+    print_result(result)
+    return 0
+
+
+def print_result(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    main = result["main_metric"]
+    metrics = sorted({m for scores in result["test"].values() for m in scores})
+    table = Table(title=f"{result['task']} / {result['method']}: zero-shot test (selected on en dev)")
+    table.add_column("lang")
+    for m in metrics:
+        table.add_column(m + (" *" if m == main else ""), justify="right")
+    for lang, scores in result["test"].items():
+        table.add_row(lang, *(f"{scores[m]:.2f}" for m in metrics))
+    table.add_row("avg", *(f"{result['avg'][m]:.2f}" for m in metrics), style="bold")
+    if result["gap"]:
+        table.add_row("gap", *(f"{result['gap'][m]:.2f}" for m in metrics), style="bold")
+    console = Console()
+    console.print(table)
+    share = 100 * result["trainable_params"] / max(result["total_params"], 1)
+    console.print(
+        f"trainable params {result['trainable_params']:,} of {result['total_params']:,} ({share:.3f} %); "
+        f"train {result['train_seconds']:.1f}s, eval {result['eval_seconds']:.1f}s"
+    )

@@ -1,0 +1,284 @@
+"""`run_trial(config, reporter)`: the ONE train-eval function every trial of every sweep runs. No Ray here.
+
+Reads top-down:
+1. `setup`: validate the flat config, resolve task, model and method settings (all errors before training).
+2. `prepare_data`: English train + dev and every target language's test split, tokenised through the on-disk
+   cache (keyed by tokenizer, task, language, split, max length), so later trials skip tokenisation.
+3. `build_model`: the method wraps the backbone (xtuner.methods).
+4. `train`: transformers' Trainer (AdamW, linear decay, optional warmup, bf16 on a capable GPU). After each epoch
+   or `eval_interval` steps it scores English dev and saves a checkpoint; the reporter receives the dev metrics
+   and the checkpoint. The best checkpoint (en-dev main metric, or lowest en-dev loss) is reloaded at the end.
+   A NaN/inf loss raises NonFiniteLossError at once.
+5. `evaluate`: zero-shot on the test split of every language (length-bucketed, inference mode).
+6. Return per-language metrics, their mean, the transfer gap (en minus mean of the others), parameter counts,
+   and train/eval seconds; the same numbers flat (`test/<lang>/<m>`, `test/avg/<m>`, `test/gap/<m>`) go to the
+   reporter's final report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xtuner.errors import XtunerError
+from xtuner.trial.config import Reporter, TrialConfig
+
+
+class NonFiniteLossError(XtunerError):
+    """The training loss became NaN or infinite; the trial stops with this message."""
+
+
+class NullReporter:
+    def report(self, metrics: dict[str, float], checkpoint_dir: str | None = None) -> None:
+        pass
+
+    def resume_from(self) -> str | None:
+        return None
+
+
+@dataclass
+class Setup:
+    cfg: TrialConfig
+    task: Any
+    model_path: str
+    settings: Any
+    tokenizer: Any
+    languages: list[str]
+    cache_dir: Path
+    doc_stride: int
+
+
+def quiet_libraries() -> None:
+    """Keep transformers/datasets to warnings that matter: no weight-loading reports or shard progress bars."""
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    reporter = reporter or NullReporter()
+    quiet_libraries()
+    setup = setup_trial(config)
+    data = prepare_data(setup)
+    built = build(setup)
+    out_dir, own_dir = _output_dir(setup.cfg)
+    try:
+        t0 = time.time()
+        history = train(setup, data, built, reporter, out_dir)
+        t1 = time.time()
+        test = evaluate(setup, data, built.model)
+        t2 = time.time()
+    finally:
+        if own_dir:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    result = summarize(setup, test, built, history, train_seconds=t1 - t0, eval_seconds=t2 - t1)
+    reporter.report({**result["metrics"], "done": 1.0}, None)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ 1. setup
+def setup_trial(config: dict[str, Any] | TrialConfig) -> Setup:
+    from transformers import AutoTokenizer
+
+    from xtuner.methods import validate_settings
+    from xtuner.models import resolve_model
+    from xtuner.tasks import get_task
+
+    cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_flat(config)
+    task = get_task(cfg.task)
+    settings = validate_settings(cfg.method, cfg.method_settings)
+    languages = sorted(cfg.languages) if cfg.languages else list(task.languages)
+    for lang in languages:
+        task.check_language(lang)
+    model_path = resolve_model(cfg.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:
+        raise XtunerError(f"cannot load the tokenizer of model {cfg.model!r}: {e}") from None
+    from xtuner.data.cache import default_cache_dir
+
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+    doc_stride = cfg.doc_stride if cfg.doc_stride is not None else min(128, cfg.max_seq_length // 3)
+    return Setup(cfg, task, model_path, settings, tokenizer, languages, cache_dir, doc_stride)
+
+
+# ------------------------------------------------------------------------------------------------ 2. data
+@dataclass
+class TrialData:
+    train: Any  # model columns only
+    dev: Any  # EvalSplit (en validation)
+    dev_model: Any  # dev features restricted to model columns (for the dev loss)
+    test: dict[str, Any]  # lang -> EvalSplit
+    cache_hits: int
+    cache_misses: int
+    prep_seconds: float
+
+
+def prepare_data(setup: Setup) -> TrialData:
+    from xtuner.data.cache import cached_prepare, cached_tokenize
+    from xtuner.data.preprocess import select_model_columns
+    from xtuner.tasks import LoadContext
+    from xtuner.trial.evaluate import EvalSplit
+
+    cfg, task = setup.cfg, setup.task
+    ctx = LoadContext(data_dir=Path(cfg.data_dir).expanduser() if cfg.data_dir else None)
+    hits = misses = 0
+    started = time.time()
+
+    def load(split: str, lang: str, train: bool, limit: int | None):
+        """(raw, features) of one split; with a data key, a cache hit skips loading the raw data entirely."""
+        nonlocal hits, misses
+
+        def raw_loader():
+            raw = task.load(split, lang, ctx)
+            return raw.select(range(limit)) if limit is not None and len(raw) > limit else raw
+
+        key = task.raw_data_key(split, lang, ctx)
+        key = None if key is None else f"{key}:limit={limit}"
+        kwargs = dict(max_length=cfg.max_seq_length, doc_stride=setup.doc_stride, train=train,
+                      cache_dir=setup.cache_dir, data_key=key)  # fmt: skip
+        if train:  # training needs only the features
+            raw, (feats, hit) = (
+                None,
+                cached_tokenize(task, split, lang, raw_loader, setup.tokenizer, **kwargs),
+            )
+        else:  # evaluation needs the raw split too (references, QA contexts)
+            raw, feats, hit = cached_prepare(task, split, lang, raw_loader, setup.tokenizer, **kwargs)
+        hits, misses = hits + hit, misses + (not hit)
+        return raw, feats
+
+    src = task.source_lang
+    _, train_feats = load("train", src, True, cfg.max_train_examples)
+    dev_raw, dev_feats = load("validation", src, False, cfg.max_eval_examples)
+    test = {}
+    for lang in setup.languages:
+        raw, feats = load("test", lang, False, cfg.max_eval_examples)
+        test[lang] = EvalSplit(lang, raw, feats)
+    return TrialData(
+        train=select_model_columns(task, train_feats, True),
+        dev=EvalSplit(src, dev_raw, dev_feats),
+        dev_model=select_model_columns(task, dev_feats, False),
+        test=test,
+        cache_hits=hits,
+        cache_misses=misses,
+        prep_seconds=time.time() - started,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ 3. model
+def build(setup: Setup):
+    from transformers import set_seed
+
+    from xtuner.methods import build_model
+
+    set_seed(setup.cfg.seed)
+    return build_model(
+        setup.model_path, setup.task.head, max(len(setup.task.labels), 1), setup.cfg.method,
+        setup.settings.model_dump(), trust_remote_code=setup.cfg.trust_remote_code,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ 4. train
+def use_bf16(cfg: TrialConfig) -> bool:
+    import torch
+
+    cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if cfg.precision == "bf16" and not cuda_bf16:
+        raise XtunerError("precision 'bf16' needs a CUDA GPU with bf16 support; use 'auto' or 'fp32'")
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and cuda_bf16)
+
+
+def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Path) -> list[dict[str, float]]:
+    from xtuner.trial.trainer import make_trainer
+
+    trainer, history = make_trainer(setup, data, built, reporter, out_dir, use_bf16(setup.cfg))
+    resume = reporter.resume_from()
+    trainer.train(resume_from_checkpoint=resume)
+    return history
+
+
+# ------------------------------------------------------------------------------------------------ 5. evaluate
+def evaluate(setup: Setup, data: TrialData, model) -> dict[str, dict[str, float]]:
+    from xtuner.trial.evaluate import score_split
+
+    cfg = setup.cfg
+    return {
+        lang: score_split(
+            setup.task,
+            model,
+            split,
+            setup.tokenizer,
+            batch_size=cfg.eval_batch_size,
+            n_best=cfg.n_best,
+            max_answer_length=cfg.max_answer_length,
+            use_bf16=use_bf16(cfg),
+        )  # fmt: skip
+        for lang, split in sorted(data.test.items())
+    }
+
+
+# ------------------------------------------------------------------------------------------------ 6. summary
+def summarize(
+    setup: Setup, test, built, history, *, train_seconds: float, eval_seconds: float
+) -> dict[str, Any]:
+    task = setup.task
+    metric_names = sorted({k for m in test.values() for k in m})
+    avg = {m: sum(test[lang][m] for lang in test) / len(test) for m in metric_names}
+    src = task.source_lang
+    others = [lang for lang in test if lang != src]
+    gap = {}
+    if src in test and others:
+        gap = {m: test[src][m] - sum(test[lang][m] for lang in others) / len(others) for m in metric_names}
+    flat: dict[str, float] = {}
+    for lang, scores in test.items():
+        flat.update({f"test/{lang}/{m}": v for m, v in scores.items()})
+    flat.update({f"test/avg/{m}": v for m, v in avg.items()})
+    flat.update({f"test/gap/{m}": v for m, v in gap.items()})
+    best = _best(history, task.main_metric, setup.cfg.selection)
+    if best:
+        flat.update({k: v for k, v in best.items() if k.startswith("dev/")})
+    flat.update(
+        trainable_params=float(built.trainable_params), total_params=float(built.total_params),
+        train_seconds=train_seconds, eval_seconds=eval_seconds,
+    )  # fmt: skip
+    return {
+        "task": task.name,
+        "method": setup.cfg.method,
+        "main_metric": task.main_metric,
+        "test": test,
+        "avg": avg,
+        "gap": gap,
+        "dev": best,
+        "history": history,
+        "trainable_params": built.trainable_params,
+        "total_params": built.total_params,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "metrics": flat,
+    }
+
+
+def _best(history: list[dict[str, float]], main: str, selection: str) -> dict[str, float]:
+    key = f"dev/en/{main}" if selection == "metric" else "dev/en/loss"
+    rows = [h for h in history if key in h and not math.isnan(h[key])]
+    if not rows:
+        return {}
+    return (max if selection == "metric" else min)(rows, key=lambda h: h[key])
+
+
+def _output_dir(cfg: TrialConfig) -> tuple[Path, bool]:
+    if cfg.output_dir:
+        path = Path(cfg.output_dir).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path, False
+    return Path(tempfile.mkdtemp(prefix="xtuner-trial-", dir=os.environ.get("XTUNER_TMP"))), True
