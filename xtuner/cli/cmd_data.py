@@ -20,7 +20,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ins.add_argument("--json", action="store_true", help='print {"count": N, "example": {...}}')
     ins.set_defaults(func=inspect)
+    prep = dsub.add_parser("prepare", help="load and cache every dataset a sweep spec needs, once")
+    prep.add_argument("spec", help="a sweep spec (YAML)")
+    prep.add_argument("--data-dir", type=Path, default=None, help="overrides the spec's data_dir")
+    prep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
+    prep.set_defaults(func=prepare)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """Run before a sweep (on a cluster: on the head), so that trials never race to download."""
+    from xtuner.cli.cmd_trial import parse_set
+    from xtuner.sweep.spec import load_spec
+    from xtuner.tasks import LoadContext
+    from xtuner.tasks.xtreme.prepare import prepare as prepare_splits
+
+    spec = load_spec(args.spec, parse_set(args.set))
+    data_dir = args.data_dir or (Path(spec.data_dir).expanduser() if spec.data_dir else None)
+    languages = {}
+    for name, override in spec.tasks.items():
+        langs = (override.trial or {}).get("languages") or spec.trial.get("languages")
+        if langs:
+            languages[name] = langs
+    done = prepare_splits(list(spec.tasks), LoadContext(data_dir=data_dir), languages)
+    for task, split, lang, rows in done:
+        print(f"  {task.name:14s} {split:10s} {lang:4s} {rows:>8,d} rows")
+    print(f"all {len(done)} splits of {len(spec.tasks)} task(s) load; downloads, if any, are now in the datasets cache")
+    return 0
 
 
 def inspect(args: argparse.Namespace) -> int:

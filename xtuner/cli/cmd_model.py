@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     budget.add_argument(
         "--steps", type=int, help="pretraining budget in optimizer steps (default: the recipe's)"
     )
+    b.add_argument("--threads", type=int, help="torch threads (default: $XTUNER_NUM_THREADS or torch's choice)")
     b.add_argument("--force", action="store_true", help="rebuild even if a verified build is cached")
     b.add_argument(
         "--out", help="write the build here instead of the cache (e.g. to refresh the shipped copy)"
@@ -30,11 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from xtuner import models
     from xtuner.models.build import build_tiny_xlmr, steps_for_minutes
 
+    if args.threads:
+        os.environ["XTUNER_NUM_THREADS"] = str(args.threads)
     name = args.name.removeprefix("builtin:")
     steps = steps_for_minutes(args.minutes) if args.minutes else args.steps
     if args.out:

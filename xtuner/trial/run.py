@@ -68,6 +68,10 @@ def quiet_libraries() -> None:
 def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     reporter = reporter or NullReporter()
     quiet_libraries()
+    if os.environ.get("XTUNER_NUM_THREADS"):  # e.g. 1 on a busy laptop; Ray sets OMP_NUM_THREADS per trial
+        import torch
+
+        torch.set_num_threads(int(os.environ["XTUNER_NUM_THREADS"]))
     setup = setup_trial(config)
     data = prepare_data(setup)
     built = build(setup)
