@@ -44,32 +44,26 @@ def _drop_some(s: Sampler, c: Clause) -> Clause:
 
 
 def _neutral(s: Sampler, premise: Clause) -> Clause:
-    """A hypothesis with one fact the premise does not state: a substituted participant or an added fact."""
-    hyp = _drop_some(s, premise)
-    options = ["agent", "patient"]
+    """A hypothesis that keeps every fact of the premise and adds one the premise does not state (a place, a
+    time, or a property of the patient): neither entailed nor contradicted."""
+    options = []
     if not premise.pps:
         options.append("add_loc")
     if premise.time is None:
         options.append("add_time")
     if premise.patient is not None and not premise.patient.adjs:
         options.append("add_adj")
+    if premise.agent.noun and not premise.agent.adjs:
+        options.append("add_agent_adj")
     choice = s.rng.choice(options)
-    if choice == "agent":
-        new = s.agent()
-        while new.facts("agent") & premise.agent.facts("agent"):
-            new = s.agent()
-        return replace(hyp, agent=new)
-    if choice == "patient":
-        new = s.common(lx.OBJECTS, allow_num=False)
-        while new.noun == premise.patient.noun:
-            new = s.common(lx.OBJECTS, allow_num=False)
-        return replace(hyp, patient=replace(hyp.patient, noun=new.noun))
     if choice == "add_loc":
-        return replace(hyp, pps=(s.location(),))
+        return replace(premise, pps=(s.location(),))
     if choice == "add_time":
-        return replace(hyp, time=s.rng.choice(lx.TIME_ADVERBS))
+        return replace(premise, time=s.rng.choice(lx.TIME_ADVERBS))
     adj = s.rng.choice(lx.ADJECTIVES)
-    return replace(hyp, patient=replace(hyp.patient, adjs=(adj,)))
+    if choice == "add_adj":
+        return replace(premise, patient=replace(premise.patient, adjs=(adj,)))
+    return replace(premise, agent=replace(premise.agent, adjs=(adj,)))
 
 
 def nli_items(split: str, seed: int = SUITE_SEED) -> list[NLIItem]:
@@ -78,7 +72,11 @@ def nli_items(split: str, seed: int = SUITE_SEED) -> list[NLIItem]:
     items = []
     for i in range(SPLIT_SIZES[split]):
         label = NLI_LABELS[i % 3]
-        premise = s.transitive(p_loc=0.7, p_time=0.5)
+        premise = s.transitive(p_loc=0.5, p_time=0.4)
+        while label == "neutral" and premise.pps and premise.time and premise.patient.adjs and (
+            premise.agent.adjs or not premise.agent.noun
+        ):  # nothing left to add
+            premise = s.transitive(p_loc=0.5, p_time=0.4)
         if label == "entailment":
             hyp = _drop_some(s, premise)
         elif label == "contradiction":
