@@ -1,0 +1,110 @@
+"""`xtuner sweep run|resume|status|submit`: many trials on Ray Tune with ASHA/Optuna, tracked in MLflow.
+
+`run SPEC --dry-run` validates the spec and prints the trial list, the count and the resource plan without
+starting (or importing) Ray. SPEC is a YAML path or the name of a spec in ./sweeps or the package's sweeps/
+folder (default: demo).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from xtuner.errors import XtunerError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run, resume or inspect a sweep (Ray Tune + MLflow)")
+    ssub = p.add_subparsers(dest="sweep_command", metavar="ACTION")
+
+    r = ssub.add_parser("run", help="run a sweep spec (YAML)")
+    r.add_argument("spec", nargs="?", default="demo", help="spec file or name in sweeps/ (default: demo)")
+    r.add_argument("--dry-run", action="store_true", help="validate and print the trials; start nothing")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value by dotted path, e.g. scheduler.type=none, trial.max_train_examples=200")  # fmt: skip
+    r.add_argument("--tracking-uri", help="MLflow tracking URI (overrides tracking.uri)")
+    r.add_argument("--storage", help="folder for Tune state and checkpoints (overrides storage)")
+    r.add_argument("--overwrite", action="store_true", help="delete an earlier sweep of the same name first")
+    r.add_argument("--quiet", action="store_true", help="no progress lines")
+    r.set_defaults(func=run)
+
+    s = ssub.add_parser("resume", help="continue an interrupted sweep (finished trials are not re-run)")
+    s.add_argument("sweep", help="sweep name (under --storage) or its folder")
+    s.add_argument("--storage", help="where to look for the sweep name (default ./xtuner_results)")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the sweep used)")
+    s.add_argument("--retry-errored", action="store_true", help="also re-run trials that ended in an error")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=resume)
+
+    sb = ssub.add_parser("submit", help="run a sweep on a Ray cluster (job submission; docs/cluster.md)")
+    sb.add_argument("spec", help="spec file inside the working directory (it is what gets uploaded)")
+    sb.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://127.0.0.1:8265")
+    sb.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for run")
+    sb.add_argument("--tracking-uri", help="MLflow URI as the driver on the head sees it")
+    sb.add_argument("--storage", help="storage for Tune state and checkpoints, e.g. s3://bucket/sweeps")
+    sb.add_argument("--working-dir", default=".", help="folder uploaded as the job's working_dir (default .)")
+    sb.add_argument("--wait", action="store_true", help="wait for the job to end")
+    sb.set_defaults(func=submit)
+
+    st = ssub.add_parser("status", help="table of a sweep's trials: state, params, dev metric, best")
+    st.add_argument("sweep", help="sweep name (under --storage) or its folder")
+    st.add_argument("--storage", help="where to look for the sweep name (default ./xtuner_results)")
+    st.set_defaults(func=status)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def resolve_spec_path(spec: str) -> Path:
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if "/" not in spec and not spec.endswith((".yaml", ".yml")):
+        for folder in (Path.cwd() / "sweeps", Path(__file__).resolve().parents[2] / "sweeps"):
+            candidate = folder / f"{spec}.yaml"
+            if candidate.is_file():
+                return candidate
+    raise XtunerError(f"sweep spec {spec!r} not found (a YAML file, or a name in ./sweeps)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from xtuner.cli.cmd_trial import parse_set
+    from xtuner.sweep.report import print_plan
+    from xtuner.sweep.runner import load_plan, run_sweep
+
+    plan = load_plan(resolve_spec_path(args.spec), parse_set(args.set), tracking_uri=args.tracking_uri,
+                     storage=args.storage)  # fmt: skip
+    if args.dry_run:
+        print_plan(plan)
+        return 0
+    state = run_sweep(plan, overwrite=args.overwrite, quiet=args.quiet)
+    return 0 if state.finished else 1
+
+
+def submit(args: argparse.Namespace) -> int:
+    """Validate here (the cluster only sees the file), then submit `python -m xtuner sweep run SPEC ...`."""
+    from xtuner.cli.cmd_trial import parse_set
+    from xtuner.cluster.submit import submit as submit_job
+    from xtuner.sweep.runner import load_plan
+
+    spec = resolve_spec_path(args.spec)
+    plan = load_plan(spec, parse_set(args.set), tracking_uri=args.tracking_uri, storage=args.storage)
+    extra = [a for item in args.set for a in ("--set", item)]
+    extra += ["--tracking-uri", args.tracking_uri] if args.tracking_uri else []
+    extra += ["--storage", args.storage] if args.storage else []
+    job = submit_job(spec, args.address, working_dir=args.working_dir, extra_args=extra, wait=args.wait)
+    print(f"submitted sweep {plan.spec.name} ({plan.n_trials} trials) as job {job}")
+    return 0
+
+
+def resume(args: argparse.Namespace) -> int:
+    from xtuner.sweep.runner import resume_sweep
+
+    state = resume_sweep(args.sweep, storage=args.storage, tracking_uri=args.tracking_uri,
+                         retry_errored=args.retry_errored, quiet=args.quiet)  # fmt: skip
+    return 0 if state.finished else 1
+
+
+def status(args: argparse.Namespace) -> int:
+    from xtuner.sweep.runner import sweep_status
+
+    sweep_status(args.sweep, args.storage)
+    return 0

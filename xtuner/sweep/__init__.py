@@ -1,0 +1,22 @@
+"""Sweeps: a YAML spec -> a validated plan -> Ray Tune trials of `run_trial` -> MLflow runs and Table-1 summaries.
+
+Modules: `spec` (the YAML schema), `space` (groups, grid points, validation), `checks` (pre-flight: tracking URI,
+storage), `tune` (the only module importing Ray), `events` + `tracking` + `state` (driver-side results: state file,
+MLflow parent/child runs), `report` (tables), `runner` (entry points used by `xtuner sweep`).
+See docs/sweeps.md for the spec reference.
+"""
+
+from xtuner.sweep.runner import load_plan, resume_sweep, run_sweep, sweep_status
+from xtuner.sweep.space import SweepPlan, build_plan
+from xtuner.sweep.spec import SweepSpec, load_spec
+
+__all__ = [
+    "SweepPlan",
+    "SweepSpec",
+    "build_plan",
+    "load_plan",
+    "load_spec",
+    "resume_sweep",
+    "run_sweep",
+    "sweep_status",
+]

@@ -1,0 +1,79 @@
+"""Pre-flight check of the tracking URI, before Ray starts (storage: `xtuner.cluster.storage.check_storage`).
+
+- ``http(s)://`` tracking: GET ``<uri>/health`` (what ``mlflow server`` serves), falling back to the REST API's
+  experiment search, each with a short timeout; anything but an answer is an error naming the URI.
+- ``sqlite:///path``: the database file (or its folder, when the file does not exist yet) must be writable.
+- ``file:`` URIs and plain paths: the folder must be writable (created if missing).
+- other schemes (databricks, ...) are left to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from xtuner.errors import XtunerError
+
+
+def check_tracking(uri: str, timeout: float = 5.0) -> None:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        _check_http(uri.rstrip("/"), timeout)
+    elif parsed.scheme == "sqlite":
+        db = sqlite_path(uri)
+        if db is None:
+            return  # in-memory
+        target = db if db.exists() else db.parent
+        if not target.exists():
+            raise XtunerError(f"tracking URI {uri!r}: folder {str(db.parent)!r} does not exist")
+        if not os.access(target, os.W_OK):
+            raise XtunerError(f"tracking URI {uri!r}: {str(target)!r} is not writable")
+    elif parsed.scheme in ("", "file"):
+        path = Path(parsed.path if parsed.scheme == "file" else uri).expanduser()
+        check_writable_dir(path, what=f"tracking URI {uri!r}")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URI (None for in-memory)."""
+    rest = uri[len("sqlite://") :]
+    if rest in ("", "/", "/:memory:"):
+        return None
+    return Path(rest[1:] if rest.startswith("/") else rest).expanduser().absolute()
+
+
+def _check_http(uri: str, timeout: float) -> None:
+    problems = []
+    for url in (f"{uri}/health", f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - user-given tracking URI
+                if resp.status == 200:
+                    if url.endswith("/health"):
+                        return
+                    json.loads(resp.read() or b"{}")
+                    return
+                problems.append(f"{url}: HTTP {resp.status}")
+        except urllib.error.HTTPError as e:
+            problems.append(f"{url}: HTTP {e.code}")
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise XtunerError(
+                f"tracking server {uri} does not answer ({reason}); start it (e.g. `mlflow server --host 127.0.0.1 "
+                f"--port 5000 --backend-store-uri sqlite:///mlflow.db`) or pass --tracking-uri sqlite:///mlflow.db"
+            ) from None
+    raise XtunerError(f"tracking server {uri} answers but is not an MLflow server: {'; '.join(problems)}")
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """Create `path` if needed and prove it is writable by writing and removing a file there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".xtuner-write-check-", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise XtunerError(f"{what}: cannot write to {str(path)!r} ({e.strerror or e})") from None

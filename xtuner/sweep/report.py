@@ -1,0 +1,225 @@
+"""Tables for people: the dry-run plan, `xtuner sweep status`, and the end-of-sweep results per task in the layout
+of the paper's Table 1 (the best configuration per method, chosen on English dev; its English test score, the mean
+of the other languages, and the transfer gap). Everything reads the plan or the sweep state; no Ray, no MLflow.
+
+Seeds: trials that differ only in the seed form one configuration; its dev and test numbers are seed means.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from statistics import mean
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from xtuner.sweep.space import SweepPlan
+from xtuner.sweep.state import SweepState, TrialRecord
+
+# fixed settings the dry-run table shows beside the searched ones
+SHOWN = ("lr", "psl", "batch_size", "epochs")
+
+
+def fmt_params(values: dict[str, Any]) -> str:
+    return (
+        " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(values.items()))
+        or "-"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ dry run
+def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
+    console = console or Console()
+    spec = plan.spec
+    if spec.search == "grid":
+        order = " (run order: shuffled for ASHA)" if spec.scheduler.type == "asha" else ""
+        table = Table(title=f"sweep {spec.name}: {plan.n_trials} trials (grid){order}")
+        for col in ("#", "task", "method", "model", "seed", "settings"):
+            table.add_column(col)
+        for i, (key, params) in enumerate(plan.run_order(), 1):
+            g = plan.groups[key]
+            shown = {k: g.fixed[k] for k in SHOWN if k in g.fixed} | params
+            table.add_row(str(i), g.task, g.method, g.model, str(g.seed), fmt_params(shown))
+    else:
+        table = Table(
+            title=f"sweep {spec.name}: {plan.n_trials} trials ({spec.search}, {spec.num_samples} per group)"
+        )
+        for col in ("group", "task", "method", "model", "seed", "search space"):
+            table.add_column(col)
+        for g in plan.groups.values():
+            space = {**{k: "[" + ", ".join(map(str, v)) + "]" for k, v in g.axes.items()},
+                     **{k: str(d) for k, d in g.dists.items()}}  # fmt: skip
+            table.add_row(
+                g.key,
+                g.task,
+                g.method,
+                g.model,
+                str(g.seed),
+                " ".join(f"{k}={v}" for k, v in sorted(space.items())),
+            )
+    console.print(table)
+    console.print(f"trials: {plan.n_trials}")
+    for line in resource_plan(plan):
+        console.print(line)
+
+
+def resource_plan(plan: SweepPlan) -> list[str]:
+    spec = plan.spec
+    lines = []
+    cpus = os.cpu_count() or 1
+    for method in sorted(spec.methods):
+        cpu, gpu = plan.resources(method)
+        n = sum(1 for k, _ in plan.grid if plan.groups[k].method == method) if spec.search == "grid" else \
+            sum(spec.num_samples for g in plan.groups.values() if g.method == method)  # fmt: skip
+        lines.append(f"resources: {method}: {cpu:g} CPU, {gpu:g} GPU per trial ({n} trials)")
+    per_trial = max(plan.resources(m)[0] for m in spec.methods)
+    fit = int(cpus // per_trial)
+    conc = min(fit, spec.max_concurrent) if spec.max_concurrent else fit
+    if fit == 0:
+        lines.append(f"concurrency: this machine has {cpus} CPUs, too few for one trial ({per_trial:g} CPU); "
+                     "run it on a Ray cluster (RAY_ADDRESS) or lower resources.cpu")  # fmt: skip
+    else:
+        lines.append(f"concurrency: up to {conc} trials at once on this machine ({cpus} CPUs"
+                     + (f", max_concurrent {spec.max_concurrent})" if spec.max_concurrent else ")"))  # fmt: skip
+    sched = spec.scheduler
+    if sched.type == "asha":
+        lines.append(f"scheduler: ASHA per task/method/model on en-dev main metric, grace {sched.grace_period:g} epoch(s), "
+                     f"reduction factor {sched.reduction_factor:g}")  # fmt: skip
+    else:
+        lines.append("scheduler: none (every trial runs to the end)")
+    lines.append(
+        f"tracking: {spec.tracking.uri if spec.tracking.enabled else 'off'} (experiment {spec.experiment})"
+    )
+    storage = spec.storage if "://" in spec.storage else os.path.abspath(os.path.expanduser(spec.storage))
+    lines.append(f"storage: {storage.rstrip('/')}/{spec.name}")
+    if any(plan.resources(m)[1] > 0 for m in spec.methods):  # GPU sweeps: rough GPU-hours and a node plan
+        from xtuner.cluster.estimate import estimate_lines
+
+        lines += estimate_lines(planned_trials(plan))
+    return lines
+
+
+def planned_trials(plan: SweepPlan) -> list[dict[str, Any]]:
+    """Flat trial configs plus their resources (random/optuna: each group's first point, num_samples times)."""
+    out = []
+    if plan.spec.search == "grid":
+        points = [(plan.groups[k], p) for k, p in plan.grid]
+    else:
+        first = lambda g: {**{k: v[0] for k, v in g.axes.items()}, **{k: d.low for k, d in g.dists.items()}}  # noqa: E731
+        points = [(g, first(g)) for g in plan.groups.values() for _ in range(plan.spec.num_samples)]
+    for group, params in points:
+        cpu, gpu = plan.resources(group.method)
+        out.append({**group.flat(params), "cpu": cpu, "gpu": gpu})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ results
+def best_configs(state: SweepState) -> list[dict[str, Any]]:
+    """Per (task, model, method): the configuration with the best seed-mean en-dev main metric among done trials."""
+    by_cfg: dict[tuple, list[TrialRecord]] = defaultdict(list)
+    counts: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for rec in state.trials.values():
+        counts[(rec.task, rec.model, rec.method)][rec.state] += 1
+        if rec.state == "done" and rec.best_dev is not None:
+            cfg = json.dumps(
+                {k: v for k, v in rec.searched_values().items() if k != "seed"}, sort_keys=True, default=str
+            )
+            by_cfg[(rec.task, rec.model, rec.method, cfg)].append(rec)
+    rows: dict[tuple, dict[str, Any]] = {}
+    for (task, model, method, cfg), recs in sorted(by_cfg.items()):
+        dev = mean(r.best_dev for r in recs)  # type: ignore[misc]
+        key = (task, model, method)
+        if key in rows and rows[key]["dev_en"] >= dev:
+            continue
+        main = recs[0].main_metric
+        rows[key] = {
+            "task": task, "model": model, "method": method, "metric": main, "config": json.loads(cfg),
+            "seeds": len(recs), "dev_en": dev, "test_en": _mean(recs, f"test/en/{main}"),
+            "test_others": mean(_others(r) for r in recs) if all(_others(r) is not None for r in recs) else None,
+            "gap": _mean(recs, f"test/gap/{main}"), "trial_ids": [r.trial_id for r in recs],
+        }  # fmt: skip
+    out = []
+    for key in sorted(counts):
+        row = rows.get(key, {"task": key[0], "model": key[1], "method": key[2], "config": None})
+        row["counts"] = dict(counts[key])
+        out.append(row)
+    return out
+
+
+def _mean(recs: list[TrialRecord], key: str) -> float | None:
+    values = [r.final[key] for r in recs if key in r.final]
+    return mean(values) if len(values) == len(recs) else None
+
+
+def _others(rec: TrialRecord) -> float | None:
+    values = [v for k, v in rec.final.items() if k.startswith("test/") and k.endswith(f"/{rec.main_metric}")
+              and k.split("/")[1] not in ("en", "avg", "gap")]  # fmt: skip
+    return mean(values) if values else None
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def results_tables(state: SweepState) -> list[Table]:
+    rows = best_configs(state)
+    tables = []
+    several_models = len({r["model"] for r in rows}) > 1
+    for task in sorted({r["task"] for r in rows}):
+        task_rows = [r for r in rows if r["task"] == task]
+        metric = next((r["metric"] for r in task_rows if "metric" in r), "main metric")
+        table = Table(title=f"{task} ({metric}; best config per method chosen on English dev)")
+        cols = ["method"] + (["model"] if several_models else []) + ["best config", "en dev", "en test",
+                                                                      "others avg", "gap", "trials"]  # fmt: skip
+        for c in cols:
+            table.add_column(
+                c, justify="right" if c in ("en dev", "en test", "others avg", "gap") else "left"
+            )
+        for r in task_rows:
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(r["counts"].items()))
+            cfg = fmt_params(r["config"]) if r["config"] is not None else "(no finished trial)"
+            if r.get("seeds", 1) > 1:
+                cfg += f" ({r['seeds']} seeds)"
+            cells = (
+                [r["method"]]
+                + ([r["model"]] if several_models else [])
+                + [
+                    cfg,
+                    _num(r.get("dev_en")),
+                    _num(r.get("test_en")),
+                    _num(r.get("test_others")),
+                    _num(r.get("gap")),
+                    counts,
+                ]
+            )
+            table.add_row(*cells)
+        tables.append(table)
+    return tables
+
+
+def summary_markdown(state: SweepState) -> str:
+    lines = [f"# sweep {state.name}", "", "| task | method | model | best config | en dev | en test | others avg | gap |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in best_configs(state):
+        cfg = fmt_params(r["config"]) if r["config"] is not None else "-"
+        lines.append(f"| {r['task']} | {r['method']} | {r['model']} | {cfg} | {_num(r.get('dev_en'))} | "
+                     f"{_num(r.get('test_en'))} | {_num(r.get('test_others'))} | {_num(r.get('gap'))} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def status_table(state: SweepState) -> Table:
+    counts = state.counts()
+    title = f"sweep {state.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    table = Table(title=title)
+    for col in ("trial", "task", "method", "params", "state", "en dev", "best"):
+        table.add_column(col)
+    best = {tuple(r["trial_ids"]): r for r in best_configs(state) if r.get("trial_ids")}
+    best_ids = {tid for ids in best for tid in ids}
+    for rec in sorted(state.trials.values(), key=lambda r: (r.task, r.method, r.trial_id)):
+        dev = rec.best_dev
+        table.add_row(rec.trial_id, rec.task, rec.method, fmt_params(rec.searched_values()), rec.state,
+                      _num(dev), "*" if rec.trial_id in best_ids else "")  # fmt: skip
+    return table

@@ -1,0 +1,395 @@
+"""From a validated spec to the sweep plan: groups, their search spaces, every grid point, all checked up front.
+
+A *group* is one (task, method, model, seed). Its run_trial settings are merged in this order (later wins):
+``trial:`` block < ``epochs:`` < ``tasks.<t>.trial`` < ``methods.<m>`` < ``tasks.<t>.methods.<m>``. In a method
+block a scalar is fixed, a list is a grid axis (grid) or a choice (random/optuna), and ``{loguniform: [a, b]}``,
+``{uniform: [a, b]}``, ``{randint: [a, b]}`` (inclusive) are distributions (random/optuna only). Method settings
+live only in their method's block, so ``psl`` never multiplies ``finetune``.
+
+Each trial's Tune config names its group and its searched values; `SweepPlan.to_flat` turns it into the flat
+run_trial config. Shapes: grid ``{"point": {"group": g, "params": {..}}}``; random ``{"group": g, "sampled": {g:
+{..}, ..}}``; optuna ``{"group": g, "params": {..}}``. Nothing here imports Ray.
+
+`build_plan` validates the meaning of the spec, raising one XtunerError naming the spec path: task, method, model
+and language names; every setting belongs to TrialConfig or to its method; every grid point (and, for random and
+optuna, every choice and distribution end) passes TrialConfig and the method's settings model
+(`validate_settings`); search/scheduler conflicts (see `_check_search`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from xtuner.errors import XtunerError, unknown_name
+from xtuner.sweep.spec import SweepSpec
+from xtuner.trial.config import TrialConfig
+
+RESERVED = {"task": "tasks:", "model": "model:/models:", "method": "methods:", "seed": "seeds:"}
+FORBIDDEN = {"method_settings": "write method settings in methods.<method>", "output_dir": "the sweep keeps "
+             "checkpoints in its storage; trials write to their own temp dirs"}  # fmt: skip
+DISTRIBUTIONS = ("loguniform", "uniform", "randint")
+PATH_SETTINGS = ("data_dir", "cache_dir")
+
+
+@dataclass(frozen=True)
+class Dist:
+    kind: str  # loguniform | uniform | randint (inclusive)
+    low: float
+    high: float
+
+    def ends(self) -> list[Any]:
+        return [int(self.low), int(self.high)] if self.kind == "randint" else [self.low, self.high]
+
+    def __str__(self) -> str:
+        return f"{self.kind}({self.low:g}, {self.high:g})"
+
+
+@dataclass(frozen=True)
+class Group:
+    key: str  # g00, g01, ... (safe as a dict key in a Tune param space)
+    task: str
+    method: str
+    model: str
+    seed: int
+    main_metric: str
+    fixed: dict[str, Any]
+    axes: dict[str, list[Any]]
+    dists: dict[str, Dist]
+    origin: dict[str, list[str]] = field(repr=False)  # setting -> spec path
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} / {self.method} / {self.model} / seed {self.seed}"
+
+    @property
+    def searched(self) -> list[str]:
+        return sorted({*self.axes, *self.dists})
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        keys = sorted(self.axes)
+        return [
+            dict(zip(keys, values, strict=True))
+            for values in itertools.product(*(self.axes[k] for k in keys))
+        ]
+
+    def flat(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {**self.fixed, **{k: v for k, v in params.items() if k in self.axes or k in self.dists}}
+
+    def epochs_min(self) -> float:
+        if "epochs" in self.axes:
+            return float(min(self.axes["epochs"]))
+        if "epochs" in self.dists:
+            return float(self.dists["epochs"].low)
+        return float(self.fixed.get("epochs", TrialConfig.model_fields["epochs"].default))
+
+
+@dataclass
+class SweepPlan:
+    spec: SweepSpec
+    groups: dict[str, Group]
+
+    @property
+    def grid(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every trial of a grid sweep as (group key, searched values), in a fixed order."""
+        return [(g.key, p) for g in self.groups.values() for p in g.grid_points()]
+
+    def run_order(self) -> list[tuple[str, dict[str, Any]]]:
+        """Grid points in the order Tune starts them. Under ASHA they are shuffled (seeded by search_seed): ASHA's
+        asynchronous rungs compare a trial only with those that reached the rung before it, so a sorted grid (every
+        small learning rate first) would set low cutoffs and let the weak trials through."""
+        points = self.grid
+        if self.spec.scheduler.type == "asha":
+            random.Random(self.spec.search_seed).shuffle(points)
+        return points
+
+    @property
+    def n_trials(self) -> int:
+        if self.spec.search == "grid":
+            return len(self.grid)
+        return len(self.groups) * self.spec.num_samples
+
+    def to_flat(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The flat run_trial config of a Tune trial config (any of the three shapes in the module doc)."""
+        c = config.get("point", config)
+        group = self.groups[c["group"]]
+        params = c["sampled"][group.key] if "sampled" in c else c.get("params", {})
+        return group.flat(params)
+
+    def group_of(self, config: dict[str, Any]) -> Group:
+        return self.groups[config.get("point", config)["group"]]
+
+    def resources(self, method: str) -> tuple[float, float]:
+        r = self.spec.resources.methods.get(method, self.spec.resources)
+        return r.cpu, r.gpu
+
+
+# ------------------------------------------------------------------------------------------------ building
+def build_plan(spec: SweepSpec, *, resolve_models: bool = False) -> SweepPlan:
+    """Validate the meaning of `spec` and expand it into groups; raise one XtunerError naming the spec path."""
+    from xtuner.methods import method_names
+    from xtuner.tasks import task_names
+
+    valid_tasks, valid_methods = task_names(), method_names()
+    for t in spec.tasks:
+        if t not in valid_tasks:
+            raise spec.error(["tasks", t], str(unknown_name("task", t, valid_tasks)))
+    for m in spec.methods:
+        if m not in valid_methods:
+            raise spec.error(["methods", m], str(unknown_name("method", m, valid_methods)))
+    for t, over in spec.tasks.items():
+        for m in over.methods:
+            if m not in spec.methods:
+                raise spec.error(
+                    ["tasks", t, "methods", m], f"method {m!r} is not in methods: ({', '.join(spec.methods)})"
+                )
+    for m in spec.resources.methods:
+        if m not in spec.methods:
+            raise spec.error(
+                ["resources", "methods", m], f"method {m!r} is not in methods: ({', '.join(spec.methods)})"
+            )
+    check_models(spec, resolve_models)
+    if spec.data_dir and not Path(spec.data_dir).expanduser().is_dir():
+        raise spec.error(["data_dir"], f"{spec.data_dir!r} is not a directory")
+    base, base_origin = _fixed_block(spec, spec.trial, ["trial"])
+    if spec.epochs is not None:
+        if "epochs" in spec.trial:
+            raise spec.error(["epochs"], "set epochs either at the top level or in trial:, not both")
+        base["epochs"], base_origin["epochs"] = spec.epochs, ["epochs"]
+    if spec.data_dir:
+        base["data_dir"], base_origin["data_dir"] = (
+            str(Path(spec.data_dir).expanduser().resolve()),
+            ["data_dir"],
+        )
+    combos = itertools.product(sorted(spec.tasks), sorted(spec.methods), spec.model_names, spec.seeds)
+    groups = [_group(spec, f"g{i:02d}", *combo, base, base_origin) for i, combo in enumerate(combos)]
+    plan = SweepPlan(spec, {g.key: g for g in groups})
+    _check_search(spec, plan)
+    return plan
+
+
+def _group(
+    spec: SweepSpec, key: str, t: str, m: str, model: str, seed: int, base: dict, base_origin: dict
+) -> Group:
+    """One task / method / model / seed: merge the blocks (see the module doc), then check it."""
+    from xtuner.tasks import get_task
+
+    task = get_task(t)
+    fixed, origin = dict(base), dict(base_origin)
+    over, over_origin = _fixed_block(spec, spec.tasks[t].trial, ["tasks", t, "trial"])
+    fixed.update(over)
+    origin.update(over_origin)
+    fixed.update(task=t, method=m, model=model, seed=seed)
+    axes: dict[str, list[Any]] = {}
+    dists: dict[str, Dist] = {}
+    blocks = [(spec.methods[m], ["methods", m]), (spec.tasks[t].methods.get(m), ["tasks", t, "methods", m])]
+    for block, loc in blocks:
+        for name, value in (block or {}).items():
+            _check_key(spec, name, m, loc + [name])
+            for d in (fixed, axes, dists):
+                d.pop(name, None)
+            _place(spec, name, value, loc + [name], fixed, axes, dists)
+            origin[name] = loc + [name]
+    group = Group(key, t, m, model, seed, task.main_metric, fixed, axes, dists, origin)
+    if "lr" not in fixed and "lr" not in axes and "lr" not in dists:
+        raise spec.error(["methods", m], f"no learning rate for task {t!r}: set lr (a value or a list)")
+    _check_languages(spec, group, task)
+    _check_group_search(spec, group)
+    _check_values(spec, group)
+    return group
+
+
+def _fixed_block(spec: SweepSpec, block: dict[str, Any], loc: list[str]) -> tuple[dict, dict]:
+    out, origin = {}, {}
+    for key, value in block.items():
+        if key in RESERVED:
+            raise spec.error(loc + [key], f"{key!r} is set by {RESERVED[key]} at the top level, not here")
+        if key in FORBIDDEN:
+            raise spec.error(loc + [key], f"{key!r} cannot be set in a sweep: {FORBIDDEN[key]}")
+        if key not in TrialConfig.model_fields:
+            hint = str(unknown_name("trial setting", key, _common_settings())).removeprefix(
+                "unknown trial setting "
+            )
+            extra = " (a method setting: put it in methods.<method>)" if _is_method_setting(key) else ""
+            raise spec.error(loc + [key], f"unknown trial setting {hint}{extra}")
+        if key in PATH_SETTINGS and isinstance(value, str):
+            value = str(Path(value).expanduser().resolve())
+        out[key], origin[key] = value, loc + [key]
+    return out, origin
+
+
+def _common_settings() -> list[str]:
+    return [k for k in TrialConfig.model_fields if k not in RESERVED and k not in FORBIDDEN]
+
+
+def _is_method_setting(key: str) -> bool:
+    from xtuner.methods import get_method, method_names
+
+    return any(key in get_method(m).setting_names() for m in method_names())
+
+
+def _check_key(spec: SweepSpec, key: str, method: str, loc: list[str]) -> None:
+    from xtuner.methods import get_method
+
+    if key in RESERVED:
+        raise spec.error(loc, f"{key!r} is set by {RESERVED[key]} at the top level, not in a method block")
+    if key in FORBIDDEN:
+        raise spec.error(loc, f"{key!r} cannot be set in a sweep: {FORBIDDEN[key]}")
+    own = get_method(method).setting_names()
+    if key not in TrialConfig.model_fields and key not in own:
+        err = unknown_name("setting", key, own + _common_settings(), where=f"for method {method!r}")
+        raise spec.error(loc, str(err))
+
+
+def _place(
+    spec: SweepSpec, key: str, value: Any, loc: list[str], fixed: dict, axes: dict, dists: dict
+) -> None:
+    if isinstance(value, list):
+        if not value:
+            raise spec.error(loc, "an empty list: give at least one value")
+        axes[key] = value
+    elif isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in (*DISTRIBUTIONS, "choice"):
+            raise spec.error(
+                loc,
+                f"a distribution is one of {', '.join(DISTRIBUTIONS)}, choice: e.g. {{loguniform: [1.0e-5, 1.0e-3]}}; got {value!r}",
+            )
+        kind, args = next(iter(value.items()))
+        if kind == "choice":
+            _place(
+                spec, key, args if isinstance(args, list) else [args], loc + ["choice"], fixed, axes, dists
+            )
+            return
+        ok = (
+            isinstance(args, list)
+            and len(args) == 2
+            and all(isinstance(a, int | float) and not isinstance(a, bool) for a in args)
+        )
+        if not ok or not args[0] < args[1]:
+            raise spec.error(loc + [kind], f"expects [low, high] numbers with low < high, got {args!r}")
+        if kind == "loguniform" and args[0] <= 0:
+            raise spec.error(loc + [kind], f"loguniform needs low > 0, got {args[0]!r}")
+        if kind == "randint" and not all(float(a).is_integer() for a in args):
+            raise spec.error(loc + [kind], f"randint needs integer ends, got {args!r}")
+        dists[key] = Dist(kind, float(args[0]), float(args[1]))
+    else:
+        fixed[key] = value
+
+
+def _check_languages(spec: SweepSpec, group: Group, task: Any) -> None:
+    langs = group.fixed.get("languages")
+    if langs is None:
+        return
+    if not isinstance(langs, list) or not langs:
+        raise spec.error(group.origin["languages"], "languages: a non-empty list of language codes")
+    for lang in langs:
+        if lang not in task.languages:
+            err = unknown_name("language", lang, task.languages, where=f"for task {task.name!r}")
+            raise spec.error(group.origin["languages"], str(err))
+
+
+def _check_values(spec: SweepSpec, group: Group) -> None:
+    """Validate every grid point (grid), or every choice and distribution end one key at a time (random/optuna)."""
+    if spec.search == "grid":
+        points = group.grid_points()
+    else:
+        first = {k: v[0] for k, v in group.axes.items()} | {k: d.ends()[0] for k, d in group.dists.items()}
+        points = [first] + [
+            {**first, k: v}
+            for k, values in sorted({**group.axes, **{k: d.ends() for k, d in group.dists.items()}}.items())
+            for v in values
+        ]
+    seen: set[str] = set()
+    for params in points:
+        flat = group.flat(params)
+        key = repr(sorted(flat.items(), key=lambda kv: kv[0]))
+        if key not in seen:
+            seen.add(key)
+            _check_point(spec, group, flat)
+
+
+def _check_point(spec: SweepSpec, group: Group, flat: dict[str, Any]) -> None:
+    from xtuner.methods import get_method, validate_settings
+
+    common = {k: v for k, v in flat.items() if k in TrialConfig.model_fields}
+    settings = {k: v for k, v in flat.items() if k not in TrialConfig.model_fields}
+    try:
+        TrialConfig.model_validate({**common, "method_settings": settings})
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else ""
+        where = group.origin.get(key, [key])
+        raise spec.error(
+            where, f"{err['msg']} (got {flat.get(key)!r}, {group.task} / {group.method})"
+        ) from None
+    try:
+        get_method(group.method).settings.model_validate(settings)
+    except ValidationError as e:
+        loc = e.errors()[0]["loc"]
+        key = str(loc[0]) if loc else ""
+        try:
+            validate_settings(group.method, settings)
+            message = str(e)
+        except XtunerError as bad:
+            message = str(bad)
+        raise spec.error(group.origin.get(key, ["methods", group.method]), message) from None
+
+
+def _check_search(spec: SweepSpec, plan: SweepPlan) -> None:
+    """Conflicts between search, num_samples, distributions and the scheduler (per group: `_check_group_search`).
+
+    - grid: no distributions (they cannot be enumerated); num_samples must be 1 (repeat with seeds:).
+    - random/optuna: num_samples >= 2, and every group searches at least one setting (else its trials repeat).
+    - asha: every trial must run more epochs than grace_period, else ASHA never acts; rungs are kept below each
+      group's epochs so a trial is never stopped at its final evaluation.
+    """
+    if spec.search == "grid" and spec.num_samples != 1:
+        raise spec.error(
+            ["num_samples"], "grid search runs every point once: use seeds: to repeat, or search: random"
+        )
+    if spec.search != "grid" and spec.num_samples < 2:
+        raise spec.error(
+            ["num_samples"],
+            f"search: {spec.search} needs num_samples >= 2 (trials per task/method/model/seed)",
+        )
+
+
+def _check_group_search(spec: SweepSpec, g: Group) -> None:
+    if spec.search == "grid" and g.dists:
+        k = sorted(g.dists)[0]
+        raise spec.error(
+            g.origin[k], f"a distribution ({g.dists[k]}) needs search: random or optuna; grid takes lists"
+        )
+    if spec.search != "grid" and not g.searched:
+        raise spec.error(["methods", g.method], f"search: {spec.search} has nothing to search for {g.label}: "
+                         "give a list or a distribution (e.g. lr: {loguniform: [1.0e-5, 1.0e-3]}), or use search: grid")  # fmt: skip
+    if spec.search == "optuna":
+        for k, values in g.axes.items():
+            if not all(v is None or isinstance(v, bool | int | float | str) for v in values):
+                raise spec.error(
+                    g.origin[k], "optuna chooses among scalars only (numbers, strings, booleans)"
+                )
+    if spec.scheduler.type == "asha" and g.epochs_min() <= spec.scheduler.grace_period:
+        raise spec.error(["scheduler", "grace_period"], f"ASHA's grace_period ({spec.scheduler.grace_period:g}) must be "
+                         f"below the epochs of every trial ({g.label} runs {g.epochs_min():g}); ASHA would never stop a trial")  # fmt: skip
+
+
+def check_models(spec: SweepSpec, resolve: bool) -> None:
+    from xtuner.models import resolve_model
+
+    loc = ["model"] if spec.model is not None else ["models"]
+    for name in spec.model_names:
+        try:
+            resolve_model(name, build_if_missing=resolve)
+        except XtunerError as e:
+            raise spec.error(loc, str(e)) from None
+
+
+def asha_max_t(group: Group) -> float:
+    """ASHA's max_t for a group: just below its shortest epochs, so no rung sits at a final evaluation."""
+    return group.epochs_min() * (1 - 1e-6)

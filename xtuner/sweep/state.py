@@ -1,0 +1,179 @@
+"""The sweep's own record, ``<storage>/<name>/xtuner_sweep.json``: the spec, the MLflow parent run, and per trial
+its MLflow child run, flat config, state, dev curve and final metrics.
+
+It is written by the driver only after every trial event (atomically: temp file + ``os.replace`` locally, one PUT on an
+object store), so it survives a killed driver. Storage may be a local folder or an ``s3://``/``gs://`` URI (pyarrow's
+filesystems, as Tune uses them): `join`, `exists`, `read_text`, `write_text` and `remove_tree` cover both. `xtuner sweep resume` reuses the MLflow runs it names (trial id -> run id, no duplicates), and
+`xtuner sweep status` and the end-of-sweep tables read it without Ray or MLflow.
+
+Trial states: ``running``, ``done`` (final test metrics), ``pruned`` (stopped by the scheduler; keeps its dev
+curve), ``nonfinite`` (NaN/inf loss, ended cleanly), ``error`` (crashed after its retries).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xtuner.errors import XtunerError
+
+STATE_FILE = "xtuner_sweep.json"
+STATES = ("running", "done", "pruned", "nonfinite", "error")
+FINISHED = ("done", "pruned", "nonfinite", "error")
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    group: str
+    task: str
+    method: str
+    model: str
+    seed: int
+    main_metric: str
+    params: dict[str, Any]  # the flat run_trial config
+    searched: list[str]  # the keys that vary within the group
+    state: str = "running"
+    run_id: str | None = None
+    dev_curve: list[list[float]] = field(default_factory=list)  # [epoch, main metric]
+    last_step: float = -1.0  # the last dev point logged to MLflow (skip repeats after a resume)
+    final: dict[str, float] = field(default_factory=dict)  # test/..., dev/..., params counts, seconds
+    error: str | None = None
+    started: int = 0  # how many times the trial was started (1 + restarts)
+    reports: int = (
+        0  # dev results received, repeats after a restart included (a resume from a checkpoint has none)
+    )
+
+    @property
+    def best_dev(self) -> float | None:
+        key = f"dev/en/{self.main_metric}"
+        if key in self.final:
+            return self.final[key]
+        values = [v for _, v in self.dev_curve]
+        return max(values) if values else None
+
+    def searched_values(self) -> dict[str, Any]:
+        return {k: self.params[k] for k in self.searched if k in self.params}
+
+
+@dataclass
+class SweepState:
+    name: str
+    spec: dict[str, Any]
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    trials: dict[str, TrialRecord] = field(default_factory=dict)
+    finished: bool = False
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepState:
+        try:
+            raw = json.loads(read_text(str(path)))
+        except (OSError, json.JSONDecodeError) as e:
+            raise XtunerError(f"cannot read the sweep state {str(path)!r}: {e}") from None
+        trials = {tid: TrialRecord(**rec) for tid, rec in raw.pop("trials", {}).items()}
+        return cls(**raw, trials=trials)
+
+    def save(self, path: str | Path) -> None:
+        write_text(str(path), json.dumps(asdict(self), indent=1, sort_keys=True, default=str))
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        for rec in self.trials.values():
+            out[rec.state] += 1
+        return out
+
+
+def find_sweep_dir(name_or_path: str, storage: str | None = None) -> str:
+    """A sweep folder from a path or URI (the folder or its state file) or a name under `storage` (default
+    ./xtuner_results)."""
+    candidates = [
+        name_or_path.removesuffix("/" + STATE_FILE),
+        join(storage or "./xtuner_results", name_or_path),
+    ]
+    for c in candidates:
+        if exists(join(c, STATE_FILE)):
+            return c if is_remote(c) else str(Path(c).expanduser().resolve())
+    tried = ", ".join(repr(c) for c in candidates)
+    raise XtunerError(
+        f"no sweep {name_or_path!r} found (looked for {STATE_FILE} in {tried}); pass its folder or --storage"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ storage access
+def is_remote(path: str) -> bool:
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def _remote(uri: str):
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(uri)  # (filesystem, path inside it)
+
+
+def join(base: str, *parts: str) -> str:
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *parts])
+    return str(Path(base.removeprefix("file://")).expanduser().joinpath(*parts))
+
+
+def parent(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[0] if is_remote(path) else str(Path(path).parent)
+
+
+def exists(path: str) -> bool:
+    if not is_remote(path):
+        return Path(path).expanduser().exists()
+    import pyarrow.fs as pafs
+
+    fs, p = _remote(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def read_text(path: str) -> str:
+    if not is_remote(path):
+        return Path(path).expanduser().read_text()
+    fs, p = _remote(path)
+    with fs.open_input_stream(p) as f:
+        return f.read().decode()
+
+
+def write_text(path: str, text: str) -> None:
+    """Atomic: a temp file renamed over the target (local), or a single PUT (object stores)."""
+    if is_remote(path):
+        fs, p = _remote(path)
+        with fs.open_output_stream(p) as f:
+            f.write(text.encode())
+        return
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, target)
+
+
+def remove_tree(path: str) -> None:
+    if is_remote(path):
+        fs, p = _remote(path)
+        fs.delete_dir(p)
+    else:
+        shutil.rmtree(Path(path).expanduser(), ignore_errors=True)
+
+
+def list_names(path: str) -> list[str]:
+    """Names of the entries directly inside a folder (empty when it does not exist)."""
+    if not is_remote(path):
+        folder = Path(path).expanduser()
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    import pyarrow.fs as pafs
+
+    fs, p = _remote(path)
+    infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    return sorted(i.base_name for i in infos)

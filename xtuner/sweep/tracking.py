@@ -1,0 +1,181 @@
+"""MLflow writing for a sweep, done by the driver alone (workers need no MLflow access). No Ray import here.
+
+One parent run per sweep (tags ``xtuner.sweep``, the spec as ``sweep_spec.json``, at the end the best
+configuration per task and method) and one child run per trial (tag ``mlflow.parentRunId``, ``xtuner.trial_id``,
+``xtuner.state``): params are the trial's flat run_trial config (secret-looking ones redacted), ``dev/en/<metric>``
+is stepped per epoch (or per optimizer step when the trial evaluates every ``eval_interval`` steps), the final
+``test/<lang>/<metric>``, ``test/avg/<metric>``, ``test/gap/<metric>`` and ``best/dev/en/<metric>`` are logged once,
+with ``per_language.csv``. Run ids live in the sweep state file, so a resumed sweep reuses its runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from typing import Any
+
+from xtuner.sweep.state import SweepState, TrialRecord
+
+RUN_STATUS = {"done": "FINISHED", "pruned": "FINISHED", "nonfinite": "FAILED", "error": "FAILED"}
+
+
+def redact(params: dict[str, Any]) -> dict[str, str]:
+    """Params as MLflow strings, secret-looking keys (token, password, secret, key, ...) and URL passwords masked
+    (`xtuner.cluster.redact`'s rules: whole words, so ``tokenizer`` stays visible)."""
+    from xtuner.cluster.redact import redact_params
+
+    out = {}
+    for k, v in redact_params(params).items():
+        out[k] = (json.dumps(v) if isinstance(v, list | dict) else str(v))[:6000]
+    return out
+
+
+class MlflowWriter:
+    def __init__(self, uri: str, experiment: str) -> None:
+        import logging
+        import os
+
+        os.environ.setdefault(
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"
+        )  # no "View run" line per trial
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.uri, self.experiment = uri, experiment
+        self.client = MlflowClient(tracking_uri=uri)
+
+    # ------------------------------------------------------------------------------------------ parent run
+    def open_parent(self, state: SweepState, spec_dict: dict[str, Any], storage_dir: str) -> None:
+        """Create the experiment and the parent run, or reopen the ones in `state` (resume)."""
+        if state.parent_run_id:
+            self.client.update_run(state.parent_run_id, status="RUNNING")
+            self.client.set_tag(state.parent_run_id, "xtuner.resumed", str(int(time.time())))
+            return
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            exp_id = self.client.create_experiment(
+                self.experiment, artifact_location=self._artifact_location()
+            )
+        else:
+            exp_id = exp.experiment_id
+        tags = {"xtuner.sweep": state.name, "xtuner.kind": "sweep", "xtuner.storage": str(storage_dir),
+                "mlflow.runName": state.name}  # fmt: skip
+        run = self.client.create_run(exp_id, tags=tags, run_name=state.name)
+        state.experiment_id, state.parent_run_id = exp_id, run.info.run_id
+        top = {
+            k: spec_dict[k] for k in ("search", "num_samples", "epochs", "seeds", "max_concurrent", "storage")
+        }
+        top.update(tasks=sorted(spec_dict["tasks"]), methods=sorted(spec_dict["methods"]),
+                   models=spec_dict.get("models") or [spec_dict.get("model")],
+                   scheduler=spec_dict["scheduler"]["type"])  # fmt: skip
+        self._log_params(run.info.run_id, top)
+        self.client.log_dict(run.info.run_id, spec_dict, "sweep_spec.json")
+
+    def _artifact_location(self) -> str | None:
+        """Next to a sqlite database (not relative to the current folder); servers choose their own."""
+        from xtuner.sweep.checks import sqlite_path
+
+        if self.uri.startswith("sqlite:"):
+            db = sqlite_path(self.uri)
+            if db is not None:
+                return (db.parent / "mlartifacts").as_uri()
+        return None
+
+    def close_parent(self, state: SweepState, best: list[dict[str, Any]], summary_md: str) -> None:
+        run_id = state.parent_run_id
+        assert run_id is not None
+        self.client.log_dict(run_id, best, "best_configs.json")
+        self.client.log_text(run_id, summary_md, "summary.md")
+        counts = state.counts()
+        self._set_tags(run_id, {f"xtuner.trials.{k}": str(v) for k, v in counts.items()})
+        metrics = {}
+        for row in best:
+            for key in ("dev_en", "test_en", "test_others", "gap"):
+                if row.get(key) is not None:
+                    metrics[f"best/{row['task']}/{row['method']}/{key}"] = float(row[key])
+        self._log_metrics(run_id, metrics, step=0)
+        self.client.set_terminated(run_id, "FINISHED")
+
+    # ------------------------------------------------------------------------------------------ child runs
+    def open_child(self, state: SweepState, rec: TrialRecord) -> None:
+        if rec.run_id:  # resumed trial: same run
+            self.client.update_run(rec.run_id, status="RUNNING")
+            return
+        tags = {"mlflow.parentRunId": state.parent_run_id, "xtuner.trial_id": rec.trial_id,
+                "xtuner.sweep": state.name, "xtuner.state": "running", "xtuner.group": rec.group,
+                "xtuner.task": rec.task, "xtuner.method": rec.method}  # fmt: skip
+        name = f"{rec.task}-{rec.method}-{rec.trial_id}"
+        run = self.client.create_run(state.experiment_id, tags=tags, run_name=name)
+        rec.run_id = run.info.run_id
+        self._log_params(rec.run_id, {**rec.params, "trial_id": rec.trial_id})
+
+    def log_dev(self, rec: TrialRecord, result: dict[str, Any], step: int) -> None:
+        metrics = {k: v for k, v in result.items() if k.startswith("dev/") and k != "dev/en/main"}
+        metrics["epoch"] = result.get("epoch", 0.0)
+        self._log_metrics(rec.run_id, metrics, step=step)
+
+    def finish_child(self, rec: TrialRecord) -> None:
+        run_id = rec.run_id
+        assert run_id is not None
+        final = {}
+        for k, v in rec.final.items():
+            final[f"best/{k}" if k.startswith("dev/") else k] = v
+        self._log_metrics(run_id, final, step=0)
+        table = per_language_csv(rec.final)
+        if table:
+            self.client.log_text(run_id, table, "per_language.csv")
+        tags = {"xtuner.state": rec.state}
+        if rec.state == "pruned" and rec.dev_curve:
+            tags["xtuner.pruned_at_epoch"] = f"{rec.dev_curve[-1][0]:g}"
+        if rec.error:
+            tags["xtuner.error"] = rec.error[:4000]
+        self._set_tags(run_id, tags)
+        self.client.set_terminated(run_id, RUN_STATUS[rec.state])
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(tags.items())])
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in sorted(redact(params).items())]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def _log_metrics(self, run_id: str | None, metrics: dict[str, Any], step: int) -> None:
+        from mlflow.entities import Metric
+
+        assert run_id is not None
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items()) if _number(v)]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(run_id, metrics=items[i : i + 500])
+
+
+def per_language_csv(final: dict[str, float]) -> str:
+    """``lang,<metric>,...`` rows from the flat ``test/<lang>/<metric>`` keys (avg and gap rows last)."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in final.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "test":
+            rows.setdefault(parts[1], {})[parts[2]] = value
+    if not rows:
+        return ""
+    metrics = sorted({m for r in rows.values() for m in r})
+    order = sorted(k for k in rows if k not in ("avg", "gap")) + [k for k in ("avg", "gap") if k in rows]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["lang", *metrics])
+    for lang in order:
+        writer.writerow([lang, *(f"{rows[lang][m]:.4f}" if m in rows[lang] else "" for m in metrics)])
+    return buf.getvalue()
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
