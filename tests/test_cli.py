@@ -47,7 +47,9 @@ def test_data_inspect_json(capsys):
 
 def test_data_inspect_real_task_from_the_xtreme_layout(capsys):
     fixtures = ROOT / "tests" / "fixtures" / "xtreme" / "download"
-    rc, out, _ = run_cli(capsys, "data", "inspect", "panx", "--lang", "de", "--split", "test", "--data-dir", str(fixtures))
+    rc, out, _ = run_cli(
+        capsys, "data", "inspect", "panx", "--lang", "de", "--split", "test", "--data-dir", str(fixtures)
+    )
     assert rc == 0 and "panx test/de:" in out and "ner_tags_names" in out
 
 
@@ -58,7 +60,10 @@ def test_data_inspect_real_task_from_the_xtreme_layout(capsys):
         (["data", "inspect", "synth-xnli", "--lang", "fr"], "unknown language 'fr' for task 'synth-xnli'"),
         (["data", "inspect", "synth-xnli", "--split", "dev"], "unknown split 'dev'"),
         (["model", "prepare", "builtin:nope"], "valid built-in models: builtin:tiny-xlmr"),
-        (["trial", "--task", "synth-xnli", "--method", "finetune", "--psl", "16"], "'psl' is not valid for method 'finetune'"),
+        (
+            ["trial", "--task", "synth-xnli", "--method", "finetune", "--psl", "16"],
+            "'psl' is not valid for method 'finetune'",
+        ),
         (["trial", "--task", "synth-xnli", "--lr", "0"], "lr"),
     ],
 )
@@ -71,7 +76,10 @@ def test_user_errors_are_one_line_without_traceback(capsys, argv, message):
 
 def test_console_script_error_path_has_no_traceback():
     proc = subprocess.run(
-        [sys.executable, "-m", "xtuner", "data", "inspect", "nope"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "xtuner", "data", "inspect", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "error: unknown task 'nope'" in proc.stderr and "Traceback" not in proc.stderr

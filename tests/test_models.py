@@ -52,10 +52,9 @@ def test_shipped_encoder_has_learned_the_languages(shipped):
 
 
 def test_vocabulary_is_smaller_than_the_word_types_so_cognates_share_pieces(shipped):
+    from xtuner.synth.corpus import corpus_lines
     from xtuner.synth.languages import LANGUAGES
     from xtuner.synth.lexicon import content_lemmas
-
-    from xtuner.synth.corpus import corpus_lines
 
     tok = AutoTokenizer.from_pretrained(shipped)
     words = {w for line in corpus_lines(20000) for w in line.split()}
