@@ -1,4 +1,4 @@
-"""`xtuner sweep run|resume|status|submit`: many trials on Ray Tune with ASHA/Optuna, tracked in MLflow.
+"""`xtuner sweep run|resume|status|submit|sync`: many trials on Ray Tune with ASHA/Optuna, tracked in MLflow.
 
 `run SPEC --dry-run` validates the spec and prints the trial list, the count and the resource plan without
 starting (or importing) Ray. SPEC is a YAML path or the name of a spec in ./sweeps or the package's sweeps/
@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("sweep", help="sweep name (under --storage) or its folder")
     st.add_argument("--storage", help="where to look for the sweep name (default ./xtuner_results)")
     st.set_defaults(func=status)
+
+    sy = ssub.add_parser("sync", help="write to MLflow what a sweep's tracking missed (no duplicates)")
+    sy.add_argument("sweep", help="sweep name (under --storage) or its folder")
+    sy.add_argument("--storage", help="where to look for the sweep name (default ./xtuner_results)")
+    sy.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the sweep used)")
+    sy.set_defaults(func=sync)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -107,4 +113,12 @@ def status(args: argparse.Namespace) -> int:
     from xtuner.sweep.runner import sweep_status
 
     sweep_status(args.sweep, args.storage)
+    return 0
+
+
+def sync(args: argparse.Namespace) -> int:
+    from xtuner.sweep.sync import sync_sweep
+
+    report = sync_sweep(args.sweep, storage=args.storage, tracking_uri=args.tracking_uri)
+    print(f"sweep {args.sweep}: {report.summary()}")
     return 0

@@ -214,8 +214,8 @@ class SweepEvents:
             fn()
         except Exception as e:  # noqa: BLE001 - tracking must not kill the trials; the state file keeps results
             self._tracking_failed = True
-            print(f"warning: MLflow tracking failed ({type(e).__name__}: {e}); results continue in {self.path}",
-                  file=sys.stderr)  # fmt: skip
+            print(f"warning: MLflow tracking failed ({type(e).__name__}: {e}); results continue in {self.path}; "
+                  "run `xtuner sweep sync` once the tracking server is back", file=sys.stderr)  # fmt: skip
 
     def _line(self, rec: TrialRecord, verb: str, text: str) -> None:
         if self.quiet:

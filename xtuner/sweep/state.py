@@ -8,6 +8,10 @@ filesystems, as Tune uses them): `join`, `exists`, `read_text`, `write_text` and
 
 Trial states: ``running``, ``done`` (final test metrics), ``pruned`` (stopped by the scheduler; keeps its dev
 curve), ``nonfinite`` (NaN/inf loss, ended cleanly), ``error`` (crashed after its retries).
+
+Tracking: ``tracked`` (per trial) and ``parent_tracked`` turn true once the child run / the parent run was written
+to MLflow completely; ``tracking_pending`` (recomputed on every save) lists the finished trial ids, plus
+``"parent"``, that MLflow still lacks, e.g. after the server went away mid-sweep. `xtuner sweep sync` writes them.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class TrialRecord:
     reports: int = (
         0  # dev results received, repeats after a restart included (a resume from a checkpoint has none)
     )
+    tracked: bool = False  # the child run is complete in MLflow (final metrics, CSV, tags, status)
 
     @property
     def best_dev(self) -> float | None:
@@ -70,6 +75,8 @@ class SweepState:
     parent_run_id: str | None = None
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     finished: bool = False
+    parent_tracked: bool = False  # the parent run was closed in MLflow (best configs, summary)
+    tracking_pending: list[str] = field(default_factory=list)  # derived: `pending()` at the last save
 
     @classmethod
     def load(cls, path: str | Path) -> SweepState:
@@ -81,7 +88,15 @@ class SweepState:
         return cls(**raw, trials=trials)
 
     def save(self, path: str | Path) -> None:
+        self.tracking_pending = self.pending()
         write_text(str(path), json.dumps(asdict(self), indent=1, sort_keys=True, default=str))
+
+    def pending(self) -> list[str]:
+        """Finished trials (and ``"parent"`` once the sweep finished) not yet written to MLflow completely."""
+        if not self.tracking_uri:
+            return []
+        out = [tid for tid, r in sorted(self.trials.items()) if r.state in FINISHED and not r.tracked]
+        return out + (["parent"] if self.finished and not self.parent_tracked else [])
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)

@@ -5,7 +5,8 @@ configuration per task and method) and one child run per trial (tag ``mlflow.par
 ``xtuner.state``): params are the trial's flat run_trial config (secret-looking ones redacted), ``dev/en/<metric>``
 is stepped per epoch (or per optimizer step when the trial evaluates every ``eval_interval`` steps), the final
 ``test/<lang>/<metric>``, ``test/avg/<metric>``, ``test/gap/<metric>`` and ``best/dev/en/<metric>`` are logged once,
-with ``per_language.csv``. Run ids live in the sweep state file, so a resumed sweep reuses its runs.
+with ``per_language.csv``. Run ids live in the sweep state file, so a resumed sweep reuses its runs. A run
+written completely is marked in the state (``tracked``); what MLflow lacks is backfilled by `xtuner.sweep.sync`.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class MlflowWriter:
                     metrics[f"best/{row['task']}/{row['method']}/{key}"] = float(row[key])
         self._log_metrics(run_id, metrics, step=0)
         self.client.set_terminated(run_id, "FINISHED")
+        state.parent_tracked = True
 
     # ------------------------------------------------------------------------------------------ child runs
     def open_child(self, state: SweepState, rec: TrialRecord) -> None:
@@ -134,6 +136,7 @@ class MlflowWriter:
             tags["xtuner.error"] = rec.error[:4000]
         self._set_tags(run_id, tags)
         self.client.set_terminated(run_id, RUN_STATUS[rec.state])
+        rec.tracked = True
 
     # ------------------------------------------------------------------------------------------ helpers
     def _set_tags(self, run_id: str, tags: dict[str, str]) -> None:
