@@ -53,7 +53,9 @@ def ray_cluster() -> Iterator[str]:
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
+    )
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

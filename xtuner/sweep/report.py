@@ -176,7 +176,9 @@ def results_tables(state: SweepState) -> list[Table]:
                                                                       "others avg", "gap", "trials"]  # fmt: skip
         for c in cols:
             table.add_column(
-                c, justify="right" if c in ("en dev", "en test", "others avg", "gap") else "left"
+                c,
+                justify="right" if c in ("en dev", "en test", "others avg", "gap") else "left",
+                no_wrap=c == "method",
             )
         for r in task_rows:
             counts = ", ".join(f"{n} {s}" for s, n in sorted(r["counts"].items()))

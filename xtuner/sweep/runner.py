@@ -128,6 +128,14 @@ def _finish(events: SweepEvents, console: Console | None, quiet: bool) -> SweepS
             console.print(
                 f"sweep stopped before the end; continue with: xtuner sweep resume {events.sweep_dir}"
             )
+        if state.tracking_uri:
+            ui = (
+                f"mlflow ui --backend-store-uri {state.tracking_uri}"
+                if not state.tracking_uri.startswith(("http://", "https://"))
+                else f"open {state.tracking_uri}"
+            )
+            console.print(f"per-language results in MLflow ({state.tracking_uri}): {ui}")
+        console.print(f"trial table: xtuner sweep status {state.name}")
     return state
 
 
