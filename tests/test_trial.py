@@ -97,8 +97,10 @@ def test_selection_by_lowest_dev_loss(cache_dir):
         task="synth-xnli", method="finetune", lr=1e-4, cache_dir=cache_dir, languages=["en"], selection="loss"
     )
     result = run_trial({**cfg, **SMALL, "epochs": 2}, rec)
-    losses = [m["dev/en/loss"] for m, _ in rec.reports if "done" not in m]
+    dev = [m for m, _ in rec.reports if "done" not in m]
+    losses = [m["dev/en/loss"] for m in dev]
     assert len(losses) == 2 and result["dev"]["dev/en/loss"] == min(losses)
+    assert all("dev/en/accuracy" in m for m in dev)  # the main metric is reported too (ASHA may use it)
 
 
 @pytest.fixture(scope="module")

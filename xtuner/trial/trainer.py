@@ -11,9 +11,7 @@ reloaded at the end (`load_best_model_at_end`).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -73,17 +71,20 @@ def make_trainer(setup, data, built, reporter, out_dir: Path, bf16: bool):
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval") -> dict[str, float]:
             metrics: dict[str, float] = {}
-            if cfg.selection == "loss":
-                metrics.update(super().evaluate(data.dev_model, ignore_keys, metric_key_prefix))
+            if cfg.selection == "loss":  # the dev loss through Trainer's own loop, without its logging
+                loop = self.evaluation_loop(
+                    self.get_eval_dataloader(data.dev_model), "dev loss", prediction_loss_only=True,
+                    ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix,
+                )  # fmt: skip
+                metrics[f"{metric_key_prefix}_loss"] = float(loop.metrics[f"{metric_key_prefix}_loss"])
             scores = score_split(
                 task, self.model, data.dev, setup.tokenizer, batch_size=cfg.eval_batch_size, n_best=cfg.n_best,
                 max_answer_length=cfg.max_answer_length, use_bf16=bf16,
             )  # fmt: skip
             metrics.update({f"{metric_key_prefix}_{k}": v for k, v in scores.items()})
             metrics["epoch"] = float(self.state.epoch or 0.0)
-            if cfg.selection != "loss":
-                self.log(metrics)
-                self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
             return metrics
 
     class _ReportCallback(TrainerCallback):
@@ -93,11 +94,8 @@ def make_trainer(setup, data, built, reporter, out_dir: Path, bf16: bool):
             row = {f"dev/{src}/{k.removeprefix('eval_')}": float(v) for k, v in (metrics or {}).items()
                    if k.startswith("eval_") and isinstance(v, int | float) and not k.endswith(("_runtime", "per_second"))}  # fmt: skip
             row.update(epoch=float(state.epoch or 0.0), step=float(state.global_step))
-            if history and history[-1]["step"] == row["step"]:
-                history[-1].update(row)
-            else:
-                history.append(row)
-            self.last = history[-1]
+            history.append(row)
+            self.last = row
 
         def on_save(self, args, state, control, **kw):
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -115,10 +113,3 @@ def make_trainer(setup, data, built, reporter, out_dir: Path, bf16: bool):
 
     trainer.remove_callback(PrinterCallback)
     return trainer, history
-
-
-def finite(x: Any) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
