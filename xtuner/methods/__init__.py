@@ -11,9 +11,6 @@ validates settings, loads the backbone config (bad paths fail here, before any t
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -23,33 +20,18 @@ from xtuner.methods._base import BuildRequest, BuiltModel, Method, MethodSetting
 from xtuner.registry import Registry
 from xtuner.tasks.base import HeadType
 
-METHODS: Registry[Method] = Registry("method")
-_loaded = False
+METHODS: Registry[Method] = Registry("method", package=__name__, path=__path__, group="xtuner.methods")
 
 
 def register_method(method: Method) -> Method:
     return METHODS.add(method.name, method)
 
 
-def _discover() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for mod in pkgutil.iter_modules(__path__):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")
-    for ep in entry_points(group="xtuner.methods"):
-        ep.load()
-
-
 def get_method(name: str) -> Method:
-    _discover()
     return METHODS.get(name)
 
 
 def method_names() -> list[str]:
-    _discover()
     return METHODS.names()
 
 
