@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections import Counter
 from collections.abc import Sequence
 
-from xtuner.errors import XtunerError, unknown_name
+from xtuner.errors import unknown_name
+from xtuner.metrics.squad import qa_scores
 
 WHITESPACE_LANGS = ("en", "es", "hi", "vi", "de", "ar")
 MIXED_SEGMENTATION_LANGS = ("zh",)
@@ -67,37 +67,8 @@ def normalize_answer(s: str, lang: str) -> str:
     return " ".join(t for t in tokens if t.strip() != "")
 
 
-def f1_one(prediction: str, ground_truth: str, lang: str) -> float:
-    pred_tokens = normalize_answer(prediction, lang).split()
-    gold_tokens = normalize_answer(ground_truth, lang).split()
-    num_same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
-    if num_same == 0:
-        return 0.0
-    precision = num_same / len(pred_tokens)
-    recall = num_same / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
-
-
-def exact_one(prediction: str, ground_truth: str, lang: str) -> float:
-    return float(normalize_answer(prediction, lang) == normalize_answer(ground_truth, lang))
-
-
 def mlqa(predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> dict[str, float]:
     """Official MLQA EM/F1 (percentages) for answers in language `lang`; ``score`` is their mean."""
     if lang not in MLQA_LANGS:
         raise unknown_name("MLQA answer language", lang, MLQA_LANGS)
-    if len(predictions) != len(references):
-        raise XtunerError(f"metric: {len(predictions)} predictions but {len(references)} references")
-    if not references:
-        raise XtunerError("metric: no examples to score")
-    em = f1 = 0.0
-    for pred, golds in zip(predictions, references, strict=True):
-        if not golds:
-            raise XtunerError(
-                "metric: a QA example has no gold answers; refusing to score against empty labels"
-            )
-        em += max(exact_one(pred, g, lang) for g in golds)
-        f1 += max(f1_one(pred, g, lang) for g in golds)
-    n = len(references)
-    em, f1 = 100.0 * em / n, 100.0 * f1 / n
-    return {"exact_match": em, "f1": f1, "score": (em + f1) / 2}
+    return qa_scores(predictions, references, lambda s: normalize_answer(s, lang))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from xtuner.errors import XtunerError
 
@@ -19,11 +19,9 @@ def normalize_answer(s: str) -> str:
     return " ".join(s.split())
 
 
-def f1_one(prediction: str, ground_truth: str) -> float:
-    pred_tokens = normalize_answer(prediction).split()
-    gold_tokens = normalize_answer(ground_truth).split()
-    common = Counter(pred_tokens) & Counter(gold_tokens)
-    num_same = sum(common.values())
+def token_f1(pred_tokens: list[str], gold_tokens: list[str]) -> float:
+    """Bag-of-tokens F1 of the official SQuAD (and MLQA) scripts."""
+    num_same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
     if num_same == 0:
         return 0.0
     precision = num_same / len(pred_tokens)
@@ -31,13 +29,10 @@ def f1_one(prediction: str, ground_truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def exact_one(prediction: str, ground_truth: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(ground_truth))
-
-
-def squad_v1(
-    predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str = ""
+def qa_scores(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], normalize: Callable[[str], str]
 ) -> dict[str, float]:
+    """EM and F1 (percentages, max over the gold answers of each example) after `normalize`; score = their mean."""
     if len(predictions) != len(references):
         raise XtunerError(f"metric: {len(predictions)} predictions but {len(references)} references")
     if not references:
@@ -48,8 +43,16 @@ def squad_v1(
             raise XtunerError(
                 "metric: a QA example has no gold answers; refusing to score against empty labels"
             )
-        em += max(exact_one(pred, g) for g in golds)
-        f1 += max(f1_one(pred, g) for g in golds)
+        p = normalize(pred)
+        normalized = [normalize(g) for g in golds]
+        em += max(float(p == g) for g in normalized)
+        f1 += max(token_f1(p.split(), g.split()) for g in normalized)
     n = len(references)
     em, f1 = 100.0 * em / n, 100.0 * f1 / n
     return {"exact_match": em, "f1": f1, "score": (em + f1) / 2}
+
+
+def squad_v1(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str = ""
+) -> dict[str, float]:
+    return qa_scores(predictions, references, normalize_answer)
