@@ -104,7 +104,9 @@ def _loss_kwargs(model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-class PromptForSequenceClassification(nn.Module):
+class _PromptClassifier(nn.Module):
+    """Shared by both classification heads: dropout then a linear layer on the prompt encoder's output."""
+
     def __init__(self, encoder: nn.Module, num_labels: int, dropout: float) -> None:
         super().__init__()
         self.encoder = encoder
@@ -114,6 +116,10 @@ class PromptForSequenceClassification(nn.Module):
         self.classifier = init_linear(
             nn.Linear(self.config.hidden_size, num_labels), self.config.initializer_range
         )
+
+
+class PromptForSequenceClassification(_PromptClassifier):
+    """The frozen pretrained pooler, then dropout, then a linear layer (P-tuning v2 / MPT)."""
 
     def forward(
         self,
@@ -133,16 +139,8 @@ class PromptForSequenceClassification(nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-class PromptForTokenClassification(nn.Module):
-    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.config = encoder.backbone.config
-        self.config.num_labels = num_labels
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = init_linear(
-            nn.Linear(self.config.hidden_size, num_labels), self.config.initializer_range
-        )
+class PromptForTokenClassification(_PromptClassifier):
+    """Dropout, then a linear layer on every token state."""
 
     def forward(
         self,
