@@ -52,6 +52,7 @@ class Setup:
     languages: list[str]
     cache_dir: Path
     doc_stride: int
+    bf16: bool  # decided once, in setup (a bf16 request without a capable GPU fails before any work)
 
 
 def quiet_libraries() -> None:
@@ -113,7 +114,7 @@ def setup_trial(config: dict[str, Any] | TrialConfig) -> Setup:
 
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     doc_stride = cfg.doc_stride if cfg.doc_stride is not None else min(128, cfg.max_seq_length // 3)
-    return Setup(cfg, task, model_path, settings, tokenizer, languages, cache_dir, doc_stride)
+    return Setup(cfg, task, model_path, settings, tokenizer, languages, cache_dir, doc_stride, use_bf16(cfg))
 
 
 # ------------------------------------------------------------------------------------------------ 2. data
@@ -205,7 +206,7 @@ def use_bf16(cfg: TrialConfig) -> bool:
 def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Path) -> list[dict[str, float]]:
     from xtuner.trial.trainer import make_trainer
 
-    trainer, history = make_trainer(setup, data, built, reporter, out_dir, use_bf16(setup.cfg))
+    trainer, history = make_trainer(setup, data, built, reporter, out_dir)
     resume = reporter.resume_from()
     trainer.train(resume_from_checkpoint=resume)
     return history
@@ -213,22 +214,18 @@ def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Pat
 
 # ------------------------------------------------------------------------------------------------ 5. evaluate
 def evaluate(setup: Setup, data: TrialData, model) -> dict[str, dict[str, float]]:
+    return {lang: score(setup, model, split) for lang, split in sorted(data.test.items())}
+
+
+def score(setup: Setup, model, split) -> dict[str, float]:
+    """One split's metrics; English dev during training and every test split at the end go through here."""
     from xtuner.trial.evaluate import score_split
 
     cfg = setup.cfg
-    return {
-        lang: score_split(
-            setup.task,
-            model,
-            split,
-            setup.tokenizer,
-            batch_size=cfg.eval_batch_size,
-            n_best=cfg.n_best,
-            max_answer_length=cfg.max_answer_length,
-            use_bf16=use_bf16(cfg),
-        )  # fmt: skip
-        for lang, split in sorted(data.test.items())
-    }
+    return score_split(
+        setup.task, model, split, setup.tokenizer, batch_size=cfg.eval_batch_size, n_best=cfg.n_best,
+        max_answer_length=cfg.max_answer_length, use_bf16=setup.bf16,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ 6. summary

@@ -1,6 +1,6 @@
 """transformers' Trainer, configured for one trial, with three small additions:
 
-- `evaluate` scores English dev through `xtuner.trial.evaluate.score_split` (the same path as the final test
+- `evaluate` scores English dev through `xtuner.trial.run.score` (the same path as the final test
   evaluation), adding the dev loss (Trainer's own loop) when the selection rule is "loss";
 - `training_step` raises NonFiniteLossError on a NaN/inf loss, naming the step;
 - a callback hands each saved checkpoint and its dev metrics to the reporter (`dev/en/<metric>`, epoch, step).
@@ -19,9 +19,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from xtuner.data.batching import pad_collate
 
 
-def make_trainer(setup, data, built, reporter, out_dir: Path, bf16: bool):
-    from xtuner.trial.evaluate import score_split
-    from xtuner.trial.run import NonFiniteLossError
+def make_trainer(setup, data, built, reporter, out_dir: Path):
+    from xtuner.trial.run import NonFiniteLossError, score
 
     cfg, task = setup.cfg, setup.task
     src = task.source_lang
@@ -46,7 +45,7 @@ def make_trainer(setup, data, built, reporter, out_dir: Path, bf16: bool):
         load_best_model_at_end=True,
         metric_for_best_model=f"eval_{metric_key}",
         greater_is_better=cfg.selection == "metric",
-        bf16=bf16,
+        bf16=setup.bf16,
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to=[],
@@ -77,10 +76,7 @@ def make_trainer(setup, data, built, reporter, out_dir: Path, bf16: bool):
                     ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix,
                 )  # fmt: skip
                 metrics[f"{metric_key_prefix}_loss"] = float(loop.metrics[f"{metric_key_prefix}_loss"])
-            scores = score_split(
-                task, self.model, data.dev, setup.tokenizer, batch_size=cfg.eval_batch_size, n_best=cfg.n_best,
-                max_answer_length=cfg.max_answer_length, use_bf16=bf16,
-            )  # fmt: skip
+            scores = score(setup, self.model, data.dev)
             metrics.update({f"{metric_key_prefix}_{k}": v for k, v in scores.items()})
             metrics["epoch"] = float(self.state.epoch or 0.0)
             self.log(metrics)
