@@ -119,7 +119,12 @@ def train_tokenizer(lines: list[str], vocab_size: int = VOCAB_SIZE):
 
 
 def build_tiny_xlmr(
-    out_dir: Path, *, seed: int = 0, steps: int = DEFAULT_STEPS, progress: bool = True, threads: int | None = None
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    steps: int = DEFAULT_STEPS,
+    progress: bool = True,
+    threads: int | None = None,
 ) -> Path:
     """Build the tokenizer and pretrain the model; writes atomically into `out_dir`.
 
@@ -180,7 +185,7 @@ def build_tiny_xlmr(
         )
         trainer = Trainer(
             model=model, args=args, train_dataset=dataset, data_collator=collator,
-            callbacks=[_LossBar(steps)] if progress else [],
+            callbacks=[_loss_bar(steps)] if progress else [],
         )  # fmt: skip
         trainer.remove_callback(PrinterCallback)  # the progress bar shows the loss; no log dicts on stdout
         trainer.train()
@@ -212,32 +217,29 @@ def build_tiny_xlmr(
     return out_dir
 
 
-class _LossBar:
-    """A Trainer callback: a rich progress bar showing the MLM loss."""
+def _loss_bar(total: int):
+    """A Trainer callback: a rich progress bar showing the MLM loss (defined lazily: transformers is heavy)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from transformers import TrainerCallback
 
-    def __init__(self, total: int) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    progress = Progress(
+        TextColumn("[bold]pretraining tiny-xlmr"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+    )  # fmt: skip
+    task = progress.add_task("mlm", total=total, loss="-")
 
-        self.progress = Progress(
-            TextColumn("[bold]pretraining tiny-xlmr"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
-        )  # fmt: skip
-        self.task = self.progress.add_task("mlm", total=total, loss="-")
+    class LossBar(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            progress.start()
 
-    def __getattr__(self, name):  # TrainerCallback hooks we do not use
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
+        def on_step_end(self, args, state, control, **kw):
+            progress.update(task, completed=state.global_step)
 
-    def on_train_begin(self, args, state, control, **kw):
-        self.progress.start()
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                progress.update(task, loss=f"{logs['loss']:.3f}")
 
-    def on_step_end(self, args, state, control, **kw):
-        self.progress.update(self.task, completed=state.global_step)
+        def on_train_end(self, args, state, control, **kw):
+            progress.stop()
 
-    def on_log(self, args, state, control, logs=None, **kw):
-        if logs and "loss" in logs:
-            self.progress.update(self.task, loss=f"{logs['loss']:.3f}")
-
-    def on_train_end(self, args, state, control, **kw):
-        self.progress.stop()
+    return LossBar()
