@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def prepare(args: argparse.Namespace) -> int:
     """Run before a sweep (on a cluster: on the head), so that trials never race to download."""
-    from xtuner.cli.cmd_trial import parse_set
+    from xtuner.cli.common import parse_set
     from xtuner.sweep.spec import load_spec
     from xtuner.tasks import LoadContext
     from xtuner.tasks.xtreme.prepare import prepare as prepare_splits
@@ -45,7 +45,9 @@ def prepare(args: argparse.Namespace) -> int:
     done = prepare_splits(list(spec.tasks), LoadContext(data_dir=data_dir), languages)
     for task, split, lang, rows in done:
         print(f"  {task.name:14s} {split:10s} {lang:4s} {rows:>8,d} rows")
-    print(f"all {len(done)} splits of {len(spec.tasks)} task(s) load; downloads, if any, are now in the datasets cache")
+    print(
+        f"all {len(done)} splits of {len(spec.tasks)} task(s) load; downloads, if any, are now in the datasets cache"
+    )
     return 0
 
 

@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     budget.add_argument(
         "--steps", type=int, help="pretraining budget in optimizer steps (default: the recipe's)"
     )
-    b.add_argument("--threads", type=int, help="torch threads (default: $XTUNER_NUM_THREADS or torch's choice)")
+    b.add_argument(
+        "--threads", type=int, help="torch threads (default: $XTUNER_NUM_THREADS or torch's choice)"
+    )
     b.add_argument("--force", action="store_true", help="rebuild even if a verified build is cached")
     b.add_argument(
         "--out", help="write the build here instead of the cache (e.g. to refresh the shipped copy)"

@@ -72,7 +72,7 @@ def resolve_spec_path(spec: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xtuner.cli.cmd_trial import parse_set
+    from xtuner.cli.common import parse_set
     from xtuner.sweep.report import print_plan
     from xtuner.sweep.runner import load_plan, run_sweep
 
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def submit(args: argparse.Namespace) -> int:
     """Validate here (the cluster only sees the file), then submit `python -m xtuner sweep run SPEC ...`."""
-    from xtuner.cli.cmd_trial import parse_set
+    from xtuner.cli.common import parse_set
     from xtuner.cluster.submit import submit as submit_job
     from xtuner.sweep.runner import load_plan
 

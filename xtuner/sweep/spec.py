@@ -6,7 +6,7 @@ did-you-mean hint. The *meaning* (task, method and language names, method settin
 scheduler conflicts) is checked by `xtuner.sweep.space.build_plan`, also before Ray starts.
 
 `--set a.b.c=value` overrides are applied to the parsed YAML before validation (dotted paths, values parsed as
-YAML scalars by `xtuner.cli.cmd_trial.parse_set`).
+YAML scalars by `xtuner.cli.common.parse_set`).
 """
 
 from __future__ import annotations
