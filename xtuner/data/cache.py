@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -40,6 +39,7 @@ from typing import Any
 import datasets
 
 from xtuner.data.preprocess import PREPROCESS_VERSION, tokenize_split
+from xtuner.paths import cache_root, file_sha256
 from xtuner.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,7 @@ STALE_TMP_S = 24 * 3600  # leftovers of crashed builds older than this are remov
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("XTUNER_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "xtuner") / "tokenized"
+    return cache_root() / "tokenized"
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -225,14 +224,6 @@ def _cached(
     return loaded[0], loaded[1], False
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _publish(
     features: datasets.Dataset, raw: datasets.Dataset | None, entry: Path, parts: dict[str, Any]
 ) -> None:
@@ -244,7 +235,7 @@ def _publish(
         if raw is not None:
             raw.save_to_disk(str(tmp / RAW_SUBDIR))
         files = {
-            str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": _file_digest(p)}
+            str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
             for p in sorted(tmp.rglob("*"))
             if p.is_file()
         }
@@ -273,7 +264,7 @@ def _load_verified(entry: Path, with_raw: bool) -> tuple[datasets.Dataset | None
         manifest = json.loads((entry / MANIFEST).read_text())
         for rel, meta in manifest["files"].items():
             p = entry / rel
-            if p.stat().st_size != meta["size"] or _file_digest(p) != meta["sha256"]:
+            if p.stat().st_size != meta["size"] or file_sha256(p) != meta["sha256"]:
                 raise ValueError(f"{rel} differs from the manifest")
         features = datasets.load_from_disk(str(entry))
         if features.num_rows != manifest["num_rows"]:

@@ -9,21 +9,17 @@ only if its manifest verifies (every file's SHA-256); a partial or corrupt one i
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from xtuner.errors import XtunerError, unknown_name
 from xtuner.models import build as _build
+from xtuner.paths import cache_root
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 BUILTIN = {
     "tiny-xlmr": "XLM-R architecture, 4 layers x 128 hidden, 2k Unigram vocab, MLM on the synthetic corpus"
 }
 SHIPPED_SEED = 0
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("XTUNER_CACHE", Path.home() / ".cache" / "xtuner")).expanduser()
 
 
 def cached_build_dir(name: str, seed: int) -> Path:

@@ -16,7 +16,6 @@ Deterministic from the seed on a given machine (same torch build); the budget is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -24,6 +23,8 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from xtuner.paths import file_sha256
 
 RECIPE_VERSION = 2  # 2: tokenizer scores rounded and pieces sorted, so rebuilds are bit-identical
 # 1 torch thread on the 2-core dev box; converts --minutes to a deterministic number of steps
@@ -50,14 +51,6 @@ def steps_for_minutes(minutes: float) -> int:
     return max(1, int(round(minutes * NOMINAL_STEPS_PER_MINUTE)))
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_build(path: Path) -> str | None:
     """None if `path` holds a complete, intact build; else a reason why it does not."""
     manifest = path / MANIFEST
@@ -75,7 +68,7 @@ def verify_build(path: Path) -> str | None:
         f = path / name
         if not f.is_file():
             return f"missing file {name}"
-        if sha256(f) != digest:
+        if file_sha256(f) != digest:
             return f"checksum mismatch for {name}"
     return None
 
@@ -197,7 +190,7 @@ def build_tiny_xlmr(
     tmp_dir.chmod(0o755)
     model.save_pretrained(tmp_dir)
     tokenizer.save_pretrained(tmp_dir)
-    files = {p.name: sha256(p) for p in sorted(tmp_dir.iterdir()) if p.is_file()}
+    files = {p.name: file_sha256(p) for p in sorted(tmp_dir.iterdir()) if p.is_file()}
     manifest = {
         "recipe": "tiny-xlmr",
         "recipe_version": RECIPE_VERSION,
