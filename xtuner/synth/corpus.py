@@ -16,7 +16,12 @@ from xtuner.synth.languages import LANGUAGE_CODES, LANGUAGES, stable_hash
 
 
 def corpus_lines(
-    n_lines: int, seed: int = 0, *, cs_share: float = 0.3, switch_p: float = 0.3, sentences: tuple[int, int] = (1, 3)
+    n_lines: int,
+    seed: int = 0,
+    *,
+    cs_share: float = 0.3,
+    switch_p: float = 0.3,
+    sentences: tuple[int, int] = (1, 3),
 ) -> Iterator[str]:
     rng = random.Random(stable_hash("corpus", seed))
     s = Sampler(rng, p_name=0.3)

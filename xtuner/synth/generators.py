@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from xtuner.synth import lexicon as lx
-from xtuner.synth.grammar import NP, PP, Clause, Sampler, Tok, coordinate, detokenize, linearize, realize
+from xtuner.synth.grammar import NP, Clause, Sampler, Tok, coordinate, detokenize, linearize, realize
 from xtuner.synth.languages import LANGUAGES, stable_hash
 
 SUITE_SEED = 20221
@@ -73,8 +73,12 @@ def nli_items(split: str, seed: int = SUITE_SEED) -> list[NLIItem]:
     for i in range(SPLIT_SIZES[split]):
         label = NLI_LABELS[i % 3]
         premise = s.transitive(p_loc=0.5, p_time=0.4)
-        while label == "neutral" and premise.pps and premise.time and premise.patient.adjs and (
-            premise.agent.adjs or not premise.agent.noun
+        while (
+            label == "neutral"
+            and premise.pps
+            and premise.time
+            and premise.patient.adjs
+            and (premise.agent.adjs or not premise.agent.noun)
         ):  # nothing left to add
             premise = s.transitive(p_loc=0.5, p_time=0.4)
         if label == "entailment":
@@ -310,5 +314,5 @@ def _cached(kind: str, split: str, seed: int):
     return _ITEMS[kind](split, seed)
 
 
-__all__ = ["NLI_LABELS", "PP", "SPLIT_SIZES", "nli_items", "nli_rows", "para_items", "para_rows", "pos_rows",
+__all__ = ["NLI_LABELS", "SPLIT_SIZES", "nli_items", "nli_rows", "para_items", "para_rows", "pos_rows",
            "ner_rows", "qa_items", "qa_rows", "tagging_clauses"]  # fmt: skip

@@ -10,7 +10,7 @@ from the clause, never from the surface text.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from xtuner.synth import lexicon as lx
 from xtuner.synth.languages import LANGUAGES, Language
@@ -82,7 +82,6 @@ class Sampler:
     p_adj: float = 0.4
     p_num: float = 0.25
     p_name: float = 0.25
-    _names: dict = field(default_factory=dict)
 
     def person(self) -> NP:
         toks = (self.rng.choice(lx.PERSON_FIRST),)
@@ -250,7 +249,3 @@ def detokenize(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
         spans.append((len(text), len(text) + len(w)))
         text += w
     return text, spans
-
-
-def with_front(clause: Clause, front: str | None) -> Clause:
-    return replace(clause, front=front)

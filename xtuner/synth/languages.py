@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from xtuner.synth.lexicon import EN_PAST, content_lemmas, function_lemmas
@@ -54,7 +54,6 @@ class Language:
     plural: str = "s"
     past: str = ""
     rank: int = 0  # distance rank: 0 = source, higher = farther
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def is_source(self) -> bool:
