@@ -95,3 +95,9 @@ def tiny_model() -> str:
     except XtunerError:
         resolve_model("builtin:tiny-xlmr@0", build_if_missing=True)
         return "builtin:tiny-xlmr@0"
+
+
+def per_language_csv(client, run_id: str, tmp_path) -> list[str]:
+    """The lines of a child run's per_language.csv artifact."""
+    path = client.download_artifacts(run_id, "per_language.csv", str(tmp_path / run_id))
+    return Path(path).read_text().splitlines()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import per_language_csv
 from mlflow.tracking import MlflowClient
 
 from xtuner.cli import main as cli_main
@@ -102,10 +103,7 @@ def test_grid_sweep_builds_the_mlflow_run_tree(
         curve = client.get_metric_history(run.info.run_id, "dev/en/accuracy")
         assert [h.step for h in curve] == [1]
         assert m["best/dev/en/accuracy"] == pytest.approx(curve[0].value)
-        csv_path = client.download_artifacts(
-            run.info.run_id, "per_language.csv", str(tmp_path / run.info.run_id)
-        )
-        rows = Path(csv_path).read_text().splitlines()
+        rows = per_language_csv(client, run.info.run_id, tmp_path)
         assert rows[0] == "lang,accuracy" and [r.split(",")[0] for r in rows[1:]] == [
             "en",
             "s3",

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import per_language_csv
 from mlflow.tracking import MlflowClient
 
 from xtuner.cli import main as cli_main
@@ -135,10 +136,7 @@ def test_sync_backfills_mlflow_after_the_server_died_mid_sweep(
         assert sorted((h.step, h.value) for h in curve) == [
             (int(e), pytest.approx(v)) for e, v in rec.dev_curve
         ]
-        csv_path = client.download_artifacts(
-            run.info.run_id, "per_language.csv", str(tmp_path / run.info.run_id)
-        )
-        rows = Path(csv_path).read_text().splitlines()
+        rows = per_language_csv(client, run.info.run_id, tmp_path)
         assert rows[0] == "lang,accuracy" and [r.split(",")[0] for r in rows[1:]] == [
             "en",
             "s3",
