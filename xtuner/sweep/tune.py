@@ -299,7 +299,9 @@ def init_ray() -> bool:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     started = not ray.is_initialized()
     if started:
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, log_to_driver=False,
+        # RAY_ADDRESS (set by `ray job submit`, or by a user) joins a cluster; otherwise start a private local
+        # instance rather than auto-joining whatever /tmp/ray names (a stale address there hangs the driver)
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, configure_logging=True)  # fmt: skip
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
