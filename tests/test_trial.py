@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,62 @@ def test_short_trial_on_each_real_task_fixture(task, langs, cache_dir, tmp_path)
     assert set(result["test"]) == set(langs)
     main = result["main_metric"]
     assert all(0.0 <= result["test"][lang][main] <= 100.0 for lang in langs)
+
+
+class Keeper(Recorder):
+    """A reporter that keeps every reported checkpoint (copied away, as Tune copies it to its storage: the trial's
+    own output folder rotates them) and resumes from a given one."""
+
+    def __init__(self, root: Path, resume: str | None = None) -> None:
+        super().__init__()
+        self.root, self.resume = root, resume
+
+    def report(self, metrics, checkpoint_dir=None):
+        if checkpoint_dir:
+            dest = self.root / f"ckpt{len(self.reports)}"
+            shutil.copytree(checkpoint_dir, dest)
+            checkpoint_dir = str(dest)
+        super().report(metrics, checkpoint_dir)
+
+    def resume_from(self):
+        return self.resume
+
+    def dev_reports(self) -> int:
+        return sum(1 for m, _ in self.reports if "done" not in m)
+
+
+@pytest.mark.parametrize(("method", "lr"), [("deep_prompt", 1e-1), ("finetune", 3e-3)])
+def test_resume_from_a_reported_checkpoint(method, lr, cache_dir, tmp_path):
+    """A trial resumed from a reported checkpoint (in a new output folder, as on another node) trains only what
+    was left, keeps the dev history from before, and ends with the same best model and test scores as the
+    uninterrupted trial. With these learning rates en-dev peaks at epoch 2 of 3, so the last checkpoint carries the
+    best weights (``xtuner_best/``); without them the resumed trial would end on the epoch-3 model."""
+    cfg = dict(task="synth-xnli", method=method, lr=lr, epochs=3, batch_size=16, eval_batch_size=32,
+               max_train_examples=96, max_eval_examples=24, languages=["en", "s3"], cache_dir=cache_dir,
+               **({"psl": 4} if method == "deep_prompt" else {}))  # fmt: skip
+    first = Keeper(tmp_path / "first")
+    full = run_trial(cfg, first)
+    ckpts = [d for _, d in first.reports if d]
+    assert len(ckpts) == 3 and full["dev"]["epoch"] == 2.0  # the best is older than the last checkpoint
+    assert (Path(ckpts[2]) / "xtuner_best").is_dir() and not (Path(ckpts[1]) / "xtuner_best").exists()
+    if method == "deep_prompt":  # only the trainable tensors are saved: the frozen backbone is rebuilt
+        saved = set(load_file(Path(ckpts[2]) / "model.safetensors"))
+        assert saved and not any(k.startswith("backbone.") for k in saved)
+
+    for i, trained in ((1, 1), (2, 0)):  # after epoch 2: one epoch left; after epoch 3: only the test evaluation
+        again = Keeper(tmp_path / f"resume{i}", resume=ckpts[i])
+        result = run_trial(cfg, again)
+        assert again.dev_reports() == trained
+        assert result["history"] == full["history"]  # epochs 1..3, the ones before the resume included
+        assert result["dev"] == full["dev"] and result["test"] == full["test"]
+
+    stripped = tmp_path / "no-best"  # control: the last checkpoint without its best weights
+    shutil.copytree(ckpts[2], stripped, ignore=shutil.ignore_patterns("xtuner_best"))
+    result = run_trial(cfg, Keeper(tmp_path / "control", resume=str(stripped)))
+    assert result["test"] != full["test"]
+
+
+def test_resume_from_a_folder_that_is_not_a_checkpoint(cache_dir, tmp_path):
+    cfg = dict(task="synth-xnli", lr=1e-4, cache_dir=cache_dir, languages=["en"], **SMALL)
+    with pytest.raises(XtunerError, match=r"cannot resume the trial from checkpoint .*trainer_state\.json"):
+        run_trial(cfg, Keeper(tmp_path, resume=str(tmp_path)))

@@ -204,10 +204,16 @@ def use_bf16(cfg: TrialConfig) -> bool:
 
 
 def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Path) -> list[dict[str, float]]:
-    from xtuner.trial.trainer import make_trainer
+    from xtuner.trial.trainer import make_trainer, restore_checkpoint
 
     trainer, history = make_trainer(setup, data, built, reporter, out_dir)
     resume = reporter.resume_from()
+    if resume:  # continue where the checkpoint left off, with its dev history and its best model
+        try:
+            resume, earlier = restore_checkpoint(resume, out_dir, setup.task.source_lang)
+        except (OSError, ValueError, KeyError) as e:
+            raise XtunerError(f"cannot resume the trial from checkpoint {resume}: {e}") from None
+        history[:0] = earlier
     trainer.train(resume_from_checkpoint=resume)
     return history
 

@@ -6,17 +6,72 @@
 - a callback hands each saved checkpoint and its dev metrics to the reporter (`dev/en/<metric>`, epoch, step).
 
 Checkpoints: saved at every evaluation, `save_total_limit=2` (the best and the latest are kept), the best is
-reloaded at the end (`load_best_model_at_end`).
+reloaded at the end (`load_best_model_at_end`). Two changes make them cheap and self-contained:
+
+- a method that freezes the backbone (deep_prompt, soft_prompt) saves only its trainable tensors: the frozen
+  backbone is rebuilt from the model path on a resume, and Trainer loads weights with ``strict=False`` (LoRA is
+  a PeftModel, which saves only its adapter already);
+- the folder handed to the reporter is the LATEST checkpoint; when the best one is older, its weights are copied
+  into it as ``xtuner_best/``, so a trial resumed on another node (from Tune's storage, not this node's output
+  folder) still ends with the best model. `restore_checkpoint` unpacks such a folder for ``Trainer.train``.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from xtuner.data.batching import pad_collate
+from xtuner.errors import XtunerError
+
+BEST_DIR = "xtuner_best"  # the best checkpoint's weights inside a later checkpoint folder
+TRAINING_ONLY = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin")
+
+
+def dev_row(metrics: dict, epoch: float, step: float, src: str) -> dict[str, float]:
+    """One en-dev history row (``dev/en/<metric>``, epoch, step) from Trainer's ``eval_*`` metrics."""
+    row = {f"dev/{src}/{k.removeprefix('eval_')}": float(v) for k, v in metrics.items()
+           if k.startswith("eval_") and isinstance(v, int | float) and not k.endswith(("_runtime", "per_second"))}  # fmt: skip
+    row.update(epoch=float(epoch or 0.0), step=float(step))
+    return row
+
+
+def add_best_weights(ckpt: Path, best: Path) -> None:
+    """Copy the weights of checkpoint `best` (not its optimizer or trainer state) into `ckpt`/xtuner_best."""
+    dest = ckpt / BEST_DIR
+    dest.mkdir(exist_ok=True)
+    for f in best.iterdir():
+        if f.is_file() and f.name not in TRAINING_ONLY and not f.name.startswith("rng_state"):
+            shutil.copy2(f, dest / f.name)
+
+
+def restore_checkpoint(src_dir: str, out_dir: Path, src_lang: str) -> tuple[str, list[dict[str, float]]]:
+    """Unpack a reported checkpoint folder (possibly on shared storage, read-only) into `out_dir`:
+    ``checkpoint-<step>`` to resume from, ``checkpoint-<best step>`` from ``xtuner_best/`` when the best is older,
+    and the trainer state pointing at that best folder. Returns (folder to resume from, the dev history so far)."""
+    src = Path(src_dir)
+    state_file = src / "trainer_state.json"
+    if not state_file.is_file():
+        raise FileNotFoundError(f"checkpoint {src} has no trainer_state.json: it is not a training checkpoint")
+    state = json.loads(state_file.read_text())
+    step, best_step = int(state["global_step"]), state.get("best_global_step")
+    dest = out_dir / f"checkpoint-{step}"
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(BEST_DIR), dirs_exist_ok=True)
+    best: Path | None = None
+    if best_step == step:
+        best = dest
+    elif best_step and (src / BEST_DIR).is_dir():
+        best = out_dir / f"checkpoint-{best_step}"
+        shutil.copytree(src / BEST_DIR, best, dirs_exist_ok=True)
+    state["best_model_checkpoint"] = str(best) if best else None
+    (dest / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    history = [dev_row(h, h.get("epoch", 0.0), h.get("step", 0), src_lang)
+               for h in state.get("log_history", []) if any(k.startswith("eval_") for k in h)]  # fmt: skip
+    return str(dest), history
 
 
 def make_trainer(setup, data, built, reporter, out_dir: Path):
@@ -57,7 +112,24 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
         dataloader_num_workers=0,
     )
 
+    from peft import PeftModel
+
+    trainable_only = built.trainable_params < built.total_params and not isinstance(built.model, PeftModel)
+
     class _TrialTrainer(Trainer):
+        def _save(self, output_dir=None, state_dict=None):
+            if trainable_only:  # the frozen backbone is rebuilt from the model path on a resume
+                state_dict = built.trainable_state_dict()
+            super()._save(output_dir, state_dict)
+
+        def _issue_warnings_after_load(self, load_result) -> None:
+            if not trainable_only:
+                return super()._issue_warnings_after_load(load_result)
+            missing = sorted(set(load_result.missing_keys) & set(built.trainable_names()))
+            if missing or load_result.unexpected_keys:  # the frozen backbone is expected to be missing
+                raise XtunerError(f"checkpoint does not fit this {cfg.method!r} model: trainable tensors "
+                                  f"missing {missing[:5]}, unexpected {list(load_result.unexpected_keys)[:5]}")  # fmt: skip
+
         def training_step(self, model, inputs, num_items_in_batch=None):
             loss = super().training_step(model, inputs, num_items_in_batch)
             if not torch.isfinite(loss).all():
@@ -87,14 +159,16 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
         last: dict[str, float] = {}
 
         def on_evaluate(self, args, state, control, metrics=None, **kw):
-            row = {f"dev/{src}/{k.removeprefix('eval_')}": float(v) for k, v in (metrics or {}).items()
-                   if k.startswith("eval_") and isinstance(v, int | float) and not k.endswith(("_runtime", "per_second"))}  # fmt: skip
-            row.update(epoch=float(state.epoch or 0.0), step=float(state.global_step))
+            row = dev_row(metrics or {}, state.epoch, state.global_step, src)
             history.append(row)
             self.last = row
 
         def on_save(self, args, state, control, **kw):
-            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            out = Path(args.output_dir)
+            ckpt = out / f"checkpoint-{state.global_step}"
+            best = out / f"checkpoint-{state.best_global_step}" if state.best_global_step else None
+            if ckpt.is_dir() and best is not None and best != ckpt and best.is_dir():
+                add_best_weights(ckpt, best)
             reporter.report(dict(self.last), str(ckpt) if ckpt.is_dir() else None)
 
     trainer = _TrialTrainer(
