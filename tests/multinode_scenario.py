@@ -10,6 +10,12 @@ bundle, resources) and (2) the worker processes of each node (children of the no
 trial's process id (Tune's ``pid`` in its last result, from the experiment state) gives the node it ran on. The
 result (per trial: state, node, MLflow run id; per node: the most trial placement groups at once) is written as
 JSON for tests/test_multinode.py to check.
+
+``--scenario remove-node``: two worker nodes with one CPU each, two finetune trials of one CPU each (one per
+node), ``max_failures: 2``. Once both trials have reported their first epoch (a checkpoint in the shared storage),
+the node running one of them is removed (``Cluster.remove_node``, which kills its raylet and workers). Tune sees
+the trial fail, and reschedules it from its last checkpoint on the surviving node once that node is free. The
+JSON names the victim (trial, node, pid, reports before) and the final state of every trial.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from xtuner.sweep.runner import load_plan, run_sweep
+from xtuner.sweep.state import STATE_FILE, SweepState
 
 PSL, CPU, GPU = 4, 0.5, 0.5
 LRS = [1.0e-2, 3.0e-3, 1.0e-3, 3.0e-2]
@@ -103,6 +110,7 @@ def trial_pids(exp_dir: Path) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--scenario", choices=["placement", "remove-node"], default="placement")
     ap.add_argument("--tracking-uri", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--workdir", required=True)
@@ -114,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ray_tmp = tempfile.mkdtemp(prefix="xtmn-", dir="/tmp")
     os.environ["RAY_TMPDIR"] = ray_tmp
     try:
-        return run_scenario(args.tracking_uri, args.model, work, Path(args.out))
+        run = run_scenario if args.scenario == "placement" else run_removal
+        return run(args.tracking_uri, args.model, work, Path(args.out))
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
@@ -170,6 +179,79 @@ def run_scenario(tracking_uri: str, model: str, work: Path, out: Path) -> int:
         },
         "peak_per_node": sampler.peak,
         "peak_total": sampler.peak_total,
+    }
+    out.write_text(json.dumps(result, indent=1, sort_keys=True))
+    return 0
+
+
+def run_removal(tracking_uri: str, model: str, work: Path, out: Path) -> int:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    raylets = {n.node_id: n.all_processes["raylet"][0].process.pid for n in workers}
+    by_id = {n.node_id: n for n in workers}
+    ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.ERROR)
+    sampler = Sampler(raylets)
+    sampler.start()
+    spec: dict[str, Any] = {
+        "name": "remove-node",
+        "model": model,
+        "tasks": ["synth-xnli"],
+        "methods": {"finetune": {"lr": [1.0e-3, 3.0e-3]}},
+        "epochs": 3,
+        "max_concurrent": 2,
+        "max_failures": 2,
+        "resources": {"cpu": 1},
+        "trial": {**TINY, "max_train_examples": 768},
+        "tracking": {"uri": tracking_uri, "experiment": "test-remove-node"},
+        "storage": str(work / "results"),
+    }
+    state_file = work / "results" / "remove-node" / STATE_FILE
+    victim: dict[str, Any] = {}
+
+    def remove_when_both_reported() -> None:
+        deadline = time.time() + 180
+        while time.time() < deadline and not victim:
+            try:
+                st = SweepState.load(state_file)
+            except Exception:  # noqa: BLE001 - not written yet, or being replaced
+                time.sleep(0.1)
+                continue
+            running = [r for r in st.trials.values() if r.state == "running" and r.dev_curve and r.pid]
+            if len(running) == 2:
+                sampler.sample()
+                rec = running[0]
+                node = sampler.pid_node.get(rec.pid)
+                if node in by_id:
+                    victim.update(trial_id=rec.trial_id, pid=rec.pid, node=node, reports=rec.reports,
+                                  run_id=rec.run_id, other_node=sampler.pid_node.get(running[1].pid))  # fmt: skip
+                    cluster.remove_node(by_id[node])
+                    victim["removed_at"] = time.time()
+                    return
+            time.sleep(0.1)
+
+    remover = threading.Thread(target=remove_when_both_reported, daemon=True)
+    remover.start()
+    t0 = time.time()
+    try:
+        state = run_sweep(load_plan(spec), quiet=True)
+    finally:
+        remover.join(timeout=5)
+        sampler.stop()
+        ray.shutdown()
+        cluster.shutdown()
+    result = {
+        "seconds": time.time() - t0,
+        "worker_nodes": sorted(raylets),
+        "victim": victim,
+        "finished": state.finished,
+        "parent_run_id": state.parent_run_id,
+        "trials": {
+            tid: {"state": r.state, "run_id": r.run_id, "pid": r.pid, "node": sampler.pid_node.get(r.pid or -1),
+                  "failures": r.failures, "started": r.started, "reports": r.reports,
+                  "epochs": [e for e, _ in r.dev_curve]}
+            for tid, r in state.trials.items()
+        },  # fmt: skip
     }
     out.write_text(json.dumps(result, indent=1, sort_keys=True))
     return 0

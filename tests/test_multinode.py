@@ -24,11 +24,20 @@ SCENARIO = Path(__file__).with_name("multinode_scenario.py")
 
 @pytest.fixture(scope="module")
 def scenario(mlflow_server: str, tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    work = tmp_path_factory.mktemp("multinode")
+    return run_scenario("placement", mlflow_server, tiny_model, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def removal(mlflow_server: str, tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return run_scenario("remove-node", mlflow_server, tiny_model, tmp_path_factory)
+
+
+def run_scenario(name: str, mlflow_server: str, model: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    work = tmp_path_factory.mktemp(name)
     out = work / "result.json"
-    cmd = [sys.executable, str(SCENARIO), "--tracking-uri", mlflow_server, "--model", tiny_model,
+    cmd = [sys.executable, str(SCENARIO), "--scenario", name, "--tracking-uri", mlflow_server, "--model", model,
            "--workdir", str(work), "--out", str(out)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, cwd=work)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -67,3 +76,26 @@ def test_every_trial_has_an_mlflow_child_run(scenario: dict, mlflow_server: str)
         assert run.data.params["psl"] == "4"
         assert {"test/en/accuracy", "test/s3/accuracy", "test/avg/accuracy"} <= set(m)
         assert 0.0 <= m["test/en/accuracy"] <= 100.0
+
+
+def test_trial_of_a_removed_node_is_rescheduled_and_finishes(removal: dict, mlflow_server: str) -> None:
+    victim, trials = removal["victim"], removal["trials"]
+    assert victim, "no node was removed (the trials never ran on both nodes at once)"
+    assert removal["finished"] and [t["state"] for t in trials.values()] == ["done", "done"]
+    assert victim["node"] != victim["other_node"] and {victim["node"], victim["other_node"]} == set(
+        removal["worker_nodes"]
+    )
+    moved = trials[victim["trial_id"]]
+    assert moved["failures"] >= 1 and moved["started"] >= 2
+    assert moved["node"] == victim["other_node"]  # finished on the surviving node
+    assert moved["epochs"] == [1.0, 2.0, 3.0]  # every epoch once
+    assert moved["reports"] <= victim["reports"] + 2  # resumed from its checkpoint, not from scratch
+    client = MlflowClient(mlflow_server)
+    parent = client.get_run(removal["parent_run_id"])
+    runs = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(r.info.run_id for r in runs) == sorted(t["run_id"] for t in trials.values())  # no duplicate
+    assert moved["run_id"] == victim["run_id"] and all(r.info.status == "FINISHED" for r in runs)
+    steps = [m.step for m in client.get_metric_history(victim["run_id"], "dev/en/accuracy")]
+    assert steps == [1, 2, 3]

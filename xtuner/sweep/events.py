@@ -144,6 +144,7 @@ class SweepEvents:
         if key not in result:
             return
         rec.reports += 1
+        rec.node_ip, rec.pid = result.get("node_ip", rec.node_ip), result.get("pid", rec.pid)
         epoch = float(result.get("epoch", 0.0))
         by_steps = rec.params.get("eval_interval") is not None
         step = int(result.get("step", 0)) if by_steps else int(round(epoch))
@@ -171,6 +172,20 @@ class SweepEvents:
         else:
             rec.state = "pruned"
         self._finish(rec)
+
+    def trial_retry(self, trial_id: str, message: str) -> None:
+        """Tune will restart a failed trial (max_failures left) from its last checkpoint, in the same MLflow run."""
+        rec = self._rec(trial_id)
+        if rec is None or trial_id in self._replaying:
+            return
+        rec.failures += 1
+        rec.error = message
+        if self.writer:
+            self._track(lambda: self.writer.tag_child(rec, {"xtuner.failures": str(rec.failures)}))
+        self.save()
+        last = f" after epoch {rec.dev_curve[-1][0]:g}" if rec.dev_curve else ""
+        self._line(rec, "retry", f"failed{last} ({message.splitlines()[0][:160]}); "
+                                 f"restarting from its last checkpoint (failure {rec.failures})")  # fmt: skip
 
     def trial_error(self, trial_id: str, message: str) -> None:
         rec = self._rec(trial_id)

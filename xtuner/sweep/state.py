@@ -6,6 +6,9 @@ object store), so it survives a killed driver. Storage may be a local folder or 
 filesystems, as Tune uses them): `join`, `exists`, `read_text`, `write_text` and `remove_tree` cover both. `xtuner sweep resume` reuses the MLflow runs it names (trial id -> run id, no duplicates), and
 `xtuner sweep status` and the end-of-sweep tables read it without Ray or MLflow.
 
+Per trial the state also records where it last ran (``node_ip``, ``pid``) and how many failures Tune retried
+(``failures``: a killed worker or a lost node; the retry resumes from the last checkpoint, same MLflow run).
+
 Trial states: ``running``, ``done`` (final test metrics), ``pruned`` (stopped by the scheduler; keeps its dev
 curve), ``nonfinite`` (NaN/inf loss, ended cleanly), ``error`` (crashed after its retries).
 
@@ -53,6 +56,9 @@ class TrialRecord:
         0  # dev results received, repeats after a restart included (a resume from a checkpoint has none)
     )
     tracked: bool = False  # the child run is complete in MLflow (final metrics, CSV, tags, status)
+    node_ip: str | None = None  # where the trial last reported from (Tune's node_ip and pid of its worker)
+    pid: int | None = None
+    failures: int = 0  # worker deaths / crashes that Tune retried from the last checkpoint (max_failures)
 
     @property
     def best_dev(self) -> float | None:

@@ -134,9 +134,15 @@ class MlflowWriter:
             tags["xtuner.pruned_at_epoch"] = f"{rec.dev_curve[-1][0]:g}"
         if rec.error:
             tags["xtuner.error"] = rec.error[:4000]
+        if rec.failures:
+            tags["xtuner.failures"] = str(rec.failures)
         self._set_tags(run_id, tags)
         self.client.set_terminated(run_id, RUN_STATUS[rec.state])
         rec.tracked = True
+
+    def tag_child(self, rec: TrialRecord, tags: dict[str, str]) -> None:
+        if rec.run_id:
+            self._set_tags(rec.run_id, tags)
 
     # ------------------------------------------------------------------------------------------ helpers
     def _set_tags(self, run_id: str, tags: dict[str, str]) -> None:

@@ -262,6 +262,9 @@ class EventsCallback(tune.Callback):
         if not self.events.plan.spec.checkpoints.keep_finished and trial.path:
             remove_checkpoints(trial.path)  # they are only needed to resume an unfinished trial
 
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.events.trial_retry(trial.trial_id, _error_text(trial))
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.events.trial_error(trial.trial_id, _error_text(trial))
 
