@@ -11,15 +11,14 @@ that takes a fraction f of a GPU, such as two prompt-tuning trials on one GPU at
 slower. It keeps the same GPU-hours. A trial with k whole GPUs is assumed to run k times faster. This is conservative, because small-batch prompt tuning rarely fills a GPU alone.
 Every trial is assumed to run to the end, so with ASHA the real cost is lower.
 
-THE NUMBERS ARE ROUGH ASSUMPTIONS, NOT MEASUREMENTS (expect +-50%). `THROUGHPUT` holds training examples per second
-at 128 tokens on one A100 in bf16. It comes from the usual 6 x N x T FLOPs per training example, where N is the
-non-embedding parameters (XLM-R large about 300 M, base about 85 M; Conneau et al. 2020) and T is the tokens. That
-is taken at about 35 % of the A100's 312 bf16 TFLOP/s, then cut by about 30 % for the optimizer step over the
-embeddings, data loading and padding. Methods that freeze the backbone (deep_prompt, soft_prompt, lora) skip the
-weight gradients, 4 x N x T instead of 6 x N x T, and update a tiny optimizer state, so they run about 1.4 x faster.
-Time scales linearly with max_seq_length (every example is counted as padded to it; attention's quadratic share is
-small at <= 512 tokens for these widths). `GPU_SPEED` gives other GPUs relative to an A100 in the same rough way. Replace
-the table with numbers from bench/ once they exist. `TASK_SIZES` holds the English train/dev sizes and the test size
+THROUGHPUT IS MEASURED ON ONE GPU TYPE ONLY. `THROUGHPUT` holds training examples per second at 128 tokens,
+batch 32, bf16 autocast, on one NVIDIA H200, measured by ``bench/bench_gpu.py`` (bench/GPU.md): the paper's model
+shapes (xlm-roberta-base and -large built from their configs) through xtuner's own method builders, forward +
+backward + AdamW over the trainable tensors, eager PyTorch (no compile, no fused kernels). `GPU_SPEED` gives other
+GPUs relative to the H200; those ratios are NOT measured (peak FLOP/s and memory bandwidth, discounted; expect
++-50 %). Evaluation is forward-only; its measured speed was 3.2x to 10x the training speed (bench/GPU.md), and
+`EVAL_SPEEDUP` takes the low end. Time scales linearly with max_seq_length (every example is counted as padded to
+it; attention's quadratic share is small at <= 512 tokens for these widths). `TASK_SIZES` holds the English train/dev sizes and the test size
 per language of the XTREME tasks (Hu et al. 2020, Table 1; UD-POS, PAN-X, MLQA and TyDiQA test sizes vary by language
 and are rough averages).
 """
@@ -35,23 +34,23 @@ from typing import Any
 
 from xtuner.errors import XtunerError, unknown_name
 
-REFERENCE_GPU = "A100"
+REFERENCE_GPU = "H200"
 REFERENCE_SEQ = 128
-EVAL_SPEEDUP = 3.0  # forward-only evaluation vs a training step (forward + backward), per example
+EVAL_SPEEDUP = 3.0  # forward-only evaluation vs a training step, per example (measured 3.2-10x on the H200)
 
-# training examples / second, one A100 (bf16), 128 tokens: ROUGH ASSUMPTIONS (see the module docstring)
+# training examples / second, one H200, bf16 autocast, batch 32 x 128 tokens: MEASURED (bench/GPU.md, 2026-11-26)
 THROUGHPUT: dict[tuple[str, str], float] = {
-    ("xlm-roberta-large", "finetune"): 330.0,
-    ("xlm-roberta-large", "deep_prompt"): 460.0,
-    ("xlm-roberta-large", "soft_prompt"): 460.0,
-    ("xlm-roberta-large", "lora"): 440.0,
-    ("xlm-roberta-base", "finetune"): 1100.0,
-    ("xlm-roberta-base", "deep_prompt"): 1500.0,
-    ("xlm-roberta-base", "soft_prompt"): 1500.0,
-    ("xlm-roberta-base", "lora"): 1450.0,
+    ("xlm-roberta-large", "finetune"): 382.0,
+    ("xlm-roberta-large", "deep_prompt"): 542.0,
+    ("xlm-roberta-large", "soft_prompt"): 568.0,
+    ("xlm-roberta-large", "lora"): 408.0,
+    ("xlm-roberta-base", "finetune"): 757.0,
+    ("xlm-roberta-base", "deep_prompt"): 1171.0,
+    ("xlm-roberta-base", "soft_prompt"): 1013.0,
+    ("xlm-roberta-base", "lora"): 842.0,
 }
-# training speed relative to an A100 (bf16, dense): ROUGH (peak FLOP/s and memory bandwidth, discounted)
-GPU_SPEED: dict[str, float] = {"A100": 1.0, "H100": 2.0, "H200": 2.2, "A10G": 0.3, "L4": 0.25}
+# training speed relative to the H200: NOT MEASURED (peak FLOP/s and memory bandwidth, discounted; rough)
+GPU_SPEED: dict[str, float] = {"H200": 1.0, "H100": 0.9, "A100": 0.45, "A10G": 0.14, "L4": 0.11}
 
 # English train / English dev / test examples per language (XTREME, Hu et al. 2020)
 TASK_SIZES: dict[str, dict[str, int]] = {
@@ -278,7 +277,7 @@ def _simulate(
 def estimate_lines(
     trials: Iterable[Mapping[str, Any]], worker_types: Iterable[str] | None = None
 ) -> list[str]:
-    """Printable dry-run lines: GPU-hours (A100, rough) per task/method/model, and a node plan per worker type."""
+    """Printable dry-run lines: GPU-hours (H200, rough) per task/method/model, and a node plan per worker type."""
     trials = list(trials)
     est = estimate_gpu_hours(trials)
     lines = [f"GPU-hours (rough, {REFERENCE_GPU}-equivalent, every trial to the end): {est.total_hours:.1f}"]
