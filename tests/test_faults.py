@@ -11,8 +11,10 @@ killed driver and a NaN trial in test_sweep.py, the tracking server going away i
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,6 +39,7 @@ class Killer(threading.Thread):
         super().__init__(daemon=True)
         self.state_file, self.timeout = state_file, timeout
         self.victim: dict | None = None
+        self.temp_dirs: list[str] = []  # the victim's temp output folder (its Trainer checkpoints)
         self.problem: str | None = None
 
     def run(self) -> None:
@@ -50,6 +53,7 @@ class Killer(threading.Thread):
                     continue
                 for rec in st.trials.values():
                     if rec.state == "running" and len(rec.dev_curve) == 1 and rec.pid:
+                        self.temp_dirs = glob.glob(f"{tempfile.gettempdir()}/xtuner-trial-{rec.pid}-*")
                         try:
                             proc = psutil.Process(rec.pid)
                             name = " ".join(proc.cmdline())[:200]
@@ -93,6 +97,8 @@ def test_killed_worker_is_retried_from_its_checkpoint(ray_cluster, mlflow_server
     assert [e for e, _ in rec.dev_curve] == [1.0, 2.0, 3.0]  # every epoch once
     # retried from its checkpoint: at most the epoch it was in when killed and the ones after it were trained again
     assert victim["reports"] == 1 and rec.reports <= victim["reports"] + EPOCHS - 1
+    # the dead worker's temp output folder was removed by the next trial that started on the node
+    assert len(killer.temp_dirs) == 1 and not os.path.exists(killer.temp_dirs[0])
     others = [r for tid, r in state.trials.items() if tid != victim["trial_id"]]
     assert all(r.failures == 0 and r.started == 1 for r in others)
 

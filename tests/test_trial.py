@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -258,3 +261,17 @@ def test_resume_from_a_folder_that_is_not_a_checkpoint(cache_dir, tmp_path):
     cfg = dict(task="synth-xnli", lr=1e-4, cache_dir=cache_dir, languages=["en"], **SMALL)
     with pytest.raises(XtunerError, match=r"cannot resume the trial from checkpoint .*trainer_state\.json"):
         run_trial(cfg, Keeper(tmp_path, resume=str(tmp_path)))
+
+
+def test_temp_output_folders_of_dead_trial_processes_are_removed(cache_dir, tmp_path, monkeypatch):
+    """A killed worker leaves its temp output folder (checkpoints) behind; the next trial on the node removes it."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited
+    stale = tmp_path / f"xtuner-trial-{dead_pid}-abc123"
+    (stale / "checkpoint-4").mkdir(parents=True)
+    live = tmp_path / f"xtuner-trial-{os.getppid()}-def456"  # a running process (pytest's parent)
+    live.mkdir()
+    monkeypatch.setenv("XTUNER_TMP", str(tmp_path))
+    run_trial(dict(task="synth-xnli", lr=1e-4, cache_dir=cache_dir, languages=["en"], **SMALL))
+    assert not stale.exists() and live.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]  # the trial removed its own folder too

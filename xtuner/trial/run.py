@@ -288,4 +288,28 @@ def _output_dir(cfg: TrialConfig) -> tuple[Path, bool]:
         path = Path(cfg.output_dir).expanduser()
         path.mkdir(parents=True, exist_ok=True)
         return path, False
-    return Path(tempfile.mkdtemp(prefix="xtuner-trial-", dir=os.environ.get("XTUNER_TMP"))), True
+    root = Path(os.environ.get("XTUNER_TMP") or tempfile.gettempdir())
+    remove_stale_output_dirs(root)
+    return Path(tempfile.mkdtemp(prefix=f"xtuner-trial-{os.getpid()}-", dir=root)), True
+
+
+def remove_stale_output_dirs(root: Path) -> list[Path]:
+    """Delete the temp output folders (``xtuner-trial-<pid>-*``) of trial processes that no longer run: a killed
+    worker never removes its own, and each holds up to two checkpoints. Returns what was removed."""
+    removed = []
+    for folder in root.glob("xtuner-trial-*-*"):
+        pid = folder.name.split("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
