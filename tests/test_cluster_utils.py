@@ -108,6 +108,27 @@ def test_safe_join_refuses_a_symlink_out_of_the_root(tmp_path: Path) -> None:
         safe_join(root, "link/file.txt")
 
 
+def test_a_sweep_cannot_write_outside_its_storage_root(tmp_path: Path) -> None:
+    """The sweep folder goes through safe_join: a symlink named like the sweep that points elsewhere is refused
+    before anything is written (and before --overwrite could delete what it points to)."""
+    from xtuner.sweep.runner import load_plan, preflight
+
+    storage, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    storage.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not the sweep's")
+    (storage / "escape").symlink_to(elsewhere)
+    spec = {"name": "escape", "model": "builtin:tiny-xlmr", "tasks": ["synth-xnli"], "methods": {"finetune": {"lr": [1e-4]}},
+            "tracking": {"enabled": False}, "storage": str(storage)}  # fmt: skip
+    for overwrite in (False, True):
+        with pytest.raises(XtunerError, match="outside the storage root"):
+            preflight(load_plan(spec), overwrite=overwrite)
+    assert (elsewhere / "keep.txt").read_text() == "not the sweep's"
+    assert sorted(p.name for p in storage.iterdir()) == ["escape"]
+    spec["name"] = "inside"  # an ordinary name passes
+    assert preflight(load_plan(spec))[0] == str(storage)
+
+
 def test_safe_join_uri() -> None:
     assert safe_join_uri("s3://bucket/sweeps/", "paper/./trial_0") == "s3://bucket/sweeps/paper/trial_0"
     with pytest.raises(XtunerError):

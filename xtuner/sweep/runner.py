@@ -27,6 +27,7 @@ from xtuner.sweep.state import (
     join,
     parent,
     remove_tree,
+    sweep_folder,
     write_text,
 )
 
@@ -47,7 +48,7 @@ def preflight(plan: SweepPlan, *, overwrite: bool = False) -> tuple[str, str | N
     available (built-in ones are built once here rather than by every trial). Returns (storage, tracking URI)."""
     spec = plan.spec
     storage = check_storage(spec.storage)
-    sweep_dir = join(storage, spec.name)
+    sweep_dir = sweep_folder(storage, spec.name)
     if exists(join(sweep_dir, STATE_FILE)) or exists(join(sweep_dir, "tuner.pkl")):
         if not overwrite:
             raise XtunerError(
@@ -66,7 +67,7 @@ def run_sweep(
     plan: SweepPlan, *, overwrite: bool = False, quiet: bool = False, console: Console | None = None
 ) -> SweepState:
     storage, uri = preflight(plan, overwrite=overwrite)
-    sweep_dir = join(storage, plan.spec.name)
+    sweep_dir = sweep_folder(storage, plan.spec.name)
     write_text(
         join(sweep_dir, "sweep_spec.yaml"), yaml.safe_dump(plan.spec.model_dump(mode="json"), sort_keys=False)
     )

@@ -144,6 +144,16 @@ def join(base: str, *parts: str) -> str:
     return str(Path(base.removeprefix("file://")).expanduser().joinpath(*parts))
 
 
+def sweep_folder(storage: str, name: str) -> str:
+    """``<storage>/<name>``, refusing (XtunerError) a result outside the storage root, e.g. through a symlink
+    named like the sweep (`xtuner.cluster.redact.safe_join`; names are already plain: ``NAME_PATTERN``)."""
+    from xtuner.cluster.redact import safe_join, safe_join_uri
+
+    if is_remote(storage):
+        return safe_join_uri(storage, name)
+    return str(safe_join(storage.removeprefix("file://"), name))
+
+
 def parent(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[0] if is_remote(path) else str(Path(path).parent)
 

@@ -35,7 +35,7 @@ from ray.tune.search.optuna import OptunaSearch
 from xtuner.errors import XtunerError
 from xtuner.sweep.events import FINAL, MAIN, NONFINITE, REPLAY, SweepEvents
 from xtuner.sweep.space import Dist, SweepPlan, asha_max_t
-from xtuner.sweep.state import join, list_names, remove_tree
+from xtuner.sweep.state import join, list_names, remove_tree, sweep_folder
 
 
 # ------------------------------------------------------------------------------------------------ trainable
@@ -341,7 +341,7 @@ def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry
          replay: dict[str, dict[str, Any]] | None) -> None:  # fmt: skip
     trainable = make_trainable(plan, replay)
     callback = EventsCallback(events)
-    exp_dir = join(storage, plan.spec.name)
+    exp_dir = sweep_folder(storage, plan.spec.name)
     if resume:
         if not tune.Tuner.can_restore(exp_dir):
             raise XtunerError(f"sweep folder {exp_dir!r} has no Tune state to resume (was it started?)")
