@@ -22,7 +22,9 @@ from pathlib import Path
 import psutil
 import pytest
 from mlflow.tracking import MlflowClient
+from rich.console import Console
 
+from xtuner.sweep.report import status_table
 from xtuner.sweep.runner import load_plan, run_sweep
 from xtuner.sweep.state import STATE_FILE, SweepState
 
@@ -112,3 +114,8 @@ def test_killed_worker_is_retried_from_its_checkpoint(ray_cluster, mlflow_server
     assert run.data.tags["xtuner.state"] == "done" and "xtuner.error" not in run.data.tags
     assert [m.step for m in client.get_metric_history(rec.run_id, "dev/en/accuracy")] == [1, 2, 3]
     assert {"test/en/accuracy", "test/s3/accuracy"} <= set(run.data.metrics)
+
+    table = Console(width=200, record=True)  # `xtuner sweep status` shows the retry
+    table.print(status_table(state))
+    row = next(line for line in table.export_text().splitlines() if victim["trial_id"] in line)
+    assert "done (1 retry)" in row

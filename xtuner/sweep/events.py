@@ -184,8 +184,9 @@ class SweepEvents:
             self._track(lambda: self.writer.tag_child(rec, {"xtuner.failures": str(rec.failures)}))
         self.save()
         last = f" after epoch {rec.dev_curve[-1][0]:g}" if rec.dev_curve else ""
-        self._line(rec, "retry", f"failed{last} ({message.splitlines()[0][:160]}); "
-                                 f"restarting from its last checkpoint (failure {rec.failures})")  # fmt: skip
+        first = message.splitlines()[0][:160] if message else "worker died"
+        self._line(rec, "retry", f"{fmt_params(rec.searched_values())}: failed{last} ({first}); restarting from its "
+                                 f"last checkpoint (failure {rec.failures} of max_failures {self.plan.spec.max_failures})")  # fmt: skip
 
     def trial_error(self, trial_id: str, message: str) -> None:
         rec = self._rec(trial_id)

@@ -222,6 +222,9 @@ def status_table(state: SweepState) -> Table:
     best_ids = {tid for ids in best for tid in ids}
     for rec in sorted(state.trials.values(), key=lambda r: (r.task, r.method, r.trial_id)):
         dev = rec.best_dev
-        table.add_row(rec.trial_id, rec.task, rec.method, fmt_params(rec.searched_values()), rec.state,
+        state_text = rec.state
+        if rec.failures:  # restarted from its checkpoint after a lost worker or node
+            state_text += f" ({rec.failures} {'retry' if rec.failures == 1 else 'retries'})"
+        table.add_row(rec.trial_id, rec.task, rec.method, fmt_params(rec.searched_values()), state_text,
                       _num(dev), "*" if rec.trial_id in best_ids else "")  # fmt: skip
     return table
