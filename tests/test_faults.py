@@ -101,6 +101,9 @@ def test_killed_worker_is_retried_from_its_checkpoint(ray_cluster, mlflow_server
     assert victim["reports"] == 1 and rec.reports <= victim["reports"] + EPOCHS - 1
     # the dead worker's temp output folder was removed by the next trial that started on the node
     assert len(killer.temp_dirs) == 1 and not os.path.exists(killer.temp_dirs[0])
+    # retention: a finished trial's checkpoints are deleted (resume does not need them)
+    sweep_dir = tmp_path / "results" / "killed-worker"
+    assert len(list(sweep_dir.glob("trial_*"))) == len(LRS) and not list(sweep_dir.glob("trial_*/checkpoint_*"))
     others = [r for tid, r in state.trials.items() if tid != victim["trial_id"]]
     assert all(r.failures == 0 and r.started == 1 for r in others)
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ class TuneReporter:
 
     def __init__(self, main_key: str, checkpoints: bool) -> None:
         self.main_key, self.checkpoints = main_key, checkpoints
+        self._downloads: list[str] = []
 
     def report(self, metrics: dict[str, float], checkpoint_dir: str | None = None) -> None:
         m = dict(metrics)
@@ -57,10 +60,24 @@ class TuneReporter:
             tune.report(m)
 
     def resume_from(self) -> str | None:
+        """The checkpoint folder itself on a local or shared file system; from an object store, a download into
+        a temp folder named like run_trial's (``xtuner-trial-<pid>-...``, so a killed worker's copy is cleaned up
+        by the next trial on the node), removed by `cleanup` when the trial ends."""
+        import pyarrow.fs as pafs
+
         ckpt = tune.get_checkpoint()
         if ckpt is None:
             return None
-        return ckpt.path if os.path.isdir(ckpt.path) else ckpt.to_directory()
+        if isinstance(ckpt.filesystem, pafs.LocalFileSystem) and os.path.isdir(ckpt.path):
+            return ckpt.path
+        dest = tempfile.mkdtemp(prefix=f"xtuner-trial-{os.getpid()}-resume-", dir=os.environ.get("XTUNER_TMP"))
+        self._downloads.append(dest)
+        return ckpt.to_directory(dest)
+
+    def cleanup(self) -> None:
+        for path in self._downloads:
+            shutil.rmtree(path, ignore_errors=True)
+        self._downloads.clear()
 
 
 def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = None):
@@ -79,6 +96,8 @@ def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = N
             run_trial(plan.to_flat(config), reporter)
         except NonFiniteLossError as e:
             tune.report({NONFINITE: 1.0, "xt_message": str(e)})
+        finally:
+            reporter.cleanup()
 
     def resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
         cpu, gpu = plan.resources(plan.group_of(config).method)
@@ -259,8 +278,9 @@ class EventsCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.events.trial_complete(trial.trial_id, trial.last_result)
-        if not self.events.plan.spec.checkpoints.keep_finished and trial.path:
-            remove_checkpoints(trial.path)  # they are only needed to resume an unfinished trial
+        if not self.events.plan.spec.checkpoints.keep_finished:  # only needed to resume an unfinished trial
+            # through the sweep folder's URI: `trial.path` has no scheme on an object store
+            remove_checkpoints(join(self.events.sweep_dir, trial_dirname(trial)))
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self.events.trial_retry(trial.trial_id, _error_text(trial))

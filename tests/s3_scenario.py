@@ -1,0 +1,131 @@
+"""A sweep whose storage is ``s3://`` (a real S3-protocol server, moto, on 127.0.0.1), with a trial worker killed.
+
+Run as its own process (tests/test_s3_storage.py) because the endpoint and credentials reach pyarrow, Ray Tune and
+the trial workers through the environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...), which a Ray started
+by this process passes on to its workers; the pytest process already holds a Ray without them.
+
+Everything of the sweep goes to the bucket: Tune's experiment state and the trial checkpoints, ``sweep_spec.yaml``
+and the sweep state file (which the killer thread polls through pyarrow, as `xtuner sweep status` reads it). After
+the first epoch of one trial its worker is SIGKILLed; Tune restarts it from the checkpoint in S3, which the new
+worker downloads (`TuneReporter.resume_from`) into ``XTUNER_TMP``. The JSON result names the victim, every trial's
+final state, what is left in the bucket and in ``XTUNER_TMP``, and the output of ``xtuner sweep status URI``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--storage", required=True, help="s3://bucket/prefix")
+    ap.add_argument("--tracking-uri", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    ray_tmp = tempfile.mkdtemp(prefix="xts3-", dir="/tmp")  # short: it holds unix sockets
+    os.environ["RAY_TMPDIR"] = ray_tmp
+    try:
+        return run(args.storage, args.tracking_uri, args.model, Path(args.out))
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def run(storage: str, tracking_uri: str, model: str, out: Path) -> int:
+    import pyarrow.fs as pafs
+    import ray
+
+    from xtuner.cli import main as cli_main
+    from xtuner.sweep.runner import load_plan, run_sweep
+    from xtuner.sweep.state import STATE_FILE, SweepState, join
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)  # fmt: skip
+    name = "s3-sweep"
+    sweep_uri = join(storage, name)
+    spec = {
+        "name": name,
+        "model": model,
+        "tasks": ["synth-xnli"],
+        "methods": {"finetune": {"lr": [1.0e-3, 3.0e-3]}},
+        "epochs": 3,
+        "max_concurrent": 2,
+        "max_failures": 1,
+        "trial": {"max_train_examples": 768, "max_eval_examples": 32, "max_seq_length": 32, "batch_size": 16,
+                  "eval_batch_size": 32, "languages": ["en", "s3"]},
+        "tracking": {"uri": tracking_uri, "experiment": "test-s3-storage"},
+        "storage": storage,
+    }  # fmt: skip
+    victim: dict = {}
+
+    def kill_after_first_epoch() -> None:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                st = SweepState.load(join(sweep_uri, STATE_FILE))
+            except Exception:  # noqa: BLE001 - not written yet
+                time.sleep(0.2)
+                continue
+            for rec in st.trials.values():
+                if rec.state == "running" and len(rec.dev_curve) == 1 and rec.pid:
+                    victim.update(trial_id=rec.trial_id, pid=rec.pid, run_id=rec.run_id, reports=rec.reports)
+                    os.kill(rec.pid, signal.SIGKILL)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_after_first_epoch, daemon=True)
+    killer.start()
+    t0 = time.time()
+    try:
+        state = run_sweep(load_plan(spec), quiet=True)
+    finally:
+        killer.join(timeout=5)
+        ray.shutdown()
+    seconds = time.time() - t0
+
+    fs, root = pafs.FileSystem.from_uri(sweep_uri)
+    names = sorted(
+        i.path.removeprefix(root).lstrip("/")
+        for i in fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        if i.type == pafs.FileType.File
+    )
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        status_rc = cli_main(["sweep", "status", sweep_uri])
+    tmp = Path(os.environ["XTUNER_TMP"])
+    result = {
+        "seconds": seconds,
+        "victim": victim,
+        "finished": state.finished,
+        "parent_run_id": state.parent_run_id,
+        "trials": {
+            tid: {"state": r.state, "run_id": r.run_id, "failures": r.failures, "started": r.started,
+                  "reports": r.reports, "epochs": [e for e, _ in r.dev_curve], "pid": r.pid}
+            for tid, r in state.trials.items()
+        },  # fmt: skip
+        "bucket_files": names,
+        "status_rc": status_rc,
+        "status_output": buf.getvalue(),
+        "xtuner_tmp_left": sorted(p.name for p in tmp.iterdir()),
+        "local_results_exists": Path("xtuner_results").exists(),
+    }
+    out.write_text(json.dumps(result, indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
