@@ -9,6 +9,10 @@ and the sweep state file (which the killer thread polls through pyarrow, as `xtu
 the first epoch of one trial its worker is SIGKILLed; Tune restarts it from the checkpoint in S3, which the new
 worker downloads (`TuneReporter.resume_from`) into ``XTUNER_TMP``. The JSON result names the victim, every trial's
 final state, what is left in the bucket and in ``XTUNER_TMP``, and the output of ``xtuner sweep status URI``.
+
+Then a second sweep in the same bucket is run by a CLI driver process that is SIGKILLed mid-sweep (one trial done,
+the next past its first epoch); ``resume_sweep("s3://...")`` finishes it from what the bucket holds
+(`kill_driver_then_resume`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -92,10 +97,11 @@ def run(storage: str, tracking_uri: str, model: str, out: Path) -> int:
     t0 = time.time()
     try:
         state = run_sweep(load_plan(spec), quiet=True)
-    finally:
         killer.join(timeout=5)
+        seconds = time.time() - t0
+        resume = kill_driver_then_resume(storage, tracking_uri, model, out.parent)
+    finally:
         ray.shutdown()
-    seconds = time.time() - t0
 
     fs, root = pafs.FileSystem.from_uri(sweep_uri)
     names = sorted(
@@ -122,9 +128,69 @@ def run(storage: str, tracking_uri: str, model: str, out: Path) -> int:
         "status_output": buf.getvalue(),
         "xtuner_tmp_left": sorted(p.name for p in tmp.iterdir()),
         "local_results_exists": Path("xtuner_results").exists(),
+        "resume": resume,
     }
     out.write_text(json.dumps(result, indent=1, sort_keys=True))
     return 0
+
+
+def kill_driver_then_resume(storage: str, tracking_uri: str, model: str, work: Path) -> dict:
+    """A CLI driver (joining this process's Ray) runs a sweep stored in S3 and is SIGKILLed once one trial is done
+    and the next is past its first epoch; `resume_sweep(URI)` then finishes it from the bucket alone."""
+    import ray
+    import yaml
+
+    from xtuner.sweep.runner import resume_sweep
+    from xtuner.sweep.state import STATE_FILE, SweepState, join
+
+    name = "s3-resume"
+    uri = join(storage, name)
+    spec = {
+        "name": name, "model": model, "tasks": ["synth-xnli"], "methods": {"finetune": {"lr": [1.0e-3, 2.0e-3, 3.0e-3]}},
+        "epochs": 3, "max_concurrent": 1,
+        "trial": {"max_train_examples": 512, "max_eval_examples": 32, "max_seq_length": 32, "batch_size": 16,
+                  "eval_batch_size": 32, "languages": ["en", "s3"]},
+        "tracking": {"uri": tracking_uri, "experiment": "test-s3-resume"}, "storage": storage,
+    }  # fmt: skip
+    path = work / "s3-resume.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address, TUNE_GLOBAL_CHECKPOINT_S="0.5")
+    log = open(work / "s3-driver.log", "wb")  # noqa: SIM115
+    driver = subprocess.Popen([sys.executable, "-m", "xtuner", "sweep", "run", str(path)], cwd=work, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    killed = False
+    try:
+        deadline = time.time() + 200
+        while time.time() < deadline and driver.poll() is None:
+            try:
+                st = SweepState.load(join(uri, STATE_FILE))
+            except Exception:  # noqa: BLE001 - not written yet
+                time.sleep(0.2)
+                continue
+            states = [(r.state, len(r.dev_curve)) for r in st.trials.values()]
+            if ("done", 3) in states and ("running", 1) in states:
+                time.sleep(1.0)
+                driver.send_signal(signal.SIGKILL)
+                driver.wait(timeout=30)
+                killed = True
+                break
+            time.sleep(0.2)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        log.close()
+    before = SweepState.load(join(uri, STATE_FILE))
+    after = resume_sweep(uri, quiet=True)
+    return {
+        "killed": killed,
+        "driver_log": (work / "s3-driver.log").read_text()[-2000:],
+        "before": {tid: {"state": r.state, "run_id": r.run_id, "reports": r.reports} for tid, r in before.trials.items()},
+        "after": {tid: {"state": r.state, "run_id": r.run_id, "reports": r.reports, "started": r.started,
+                        "epochs": [e for e, _ in r.dev_curve]} for tid, r in after.trials.items()},
+        "finished": after.finished,
+        "parent_before": before.parent_run_id,
+        "parent_after": after.parent_run_id,
+    }  # fmt: skip
 
 
 if __name__ == "__main__":

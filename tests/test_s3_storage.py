@@ -5,8 +5,9 @@ S3 filesystem, the same code path as AWS S3 (only ``AWS_ENDPOINT_URL`` differs).
 Checked: the write probe passes, and names the URI for a missing bucket; the whole sweep (Tune's
 state, checkpoints, the sweep state file, the spec) lives in the bucket and nothing in a local results folder;
 a trial whose worker is killed resumes from its checkpoint in S3 (downloaded into ``XTUNER_TMP``, removed when the
-trial ends) in the same MLflow run; retention leaves no checkpoint of a finished trial in the bucket; and
-``xtuner sweep status s3://...`` reads the state from the bucket.
+trial ends) in the same MLflow run; retention leaves no checkpoint of a finished trial in the bucket;
+``xtuner sweep status s3://...`` reads the state from the bucket; and a sweep whose driver is killed is finished by
+``resume_sweep("s3://...")`` with the same MLflow runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from xtuner.cluster.storage import check_storage
 from xtuner.errors import XtunerError
 
-pytestmark = pytest.mark.slow  # about 50 s on 2 loaded cores
+pytestmark = pytest.mark.slow  # about 100 s on 2 loaded cores
 
 SCENARIO = Path(__file__).with_name("s3_scenario.py")
 BUCKET = "xtuner-test"
@@ -109,3 +110,25 @@ def test_killed_trial_resumes_from_its_checkpoint_in_s3(s3_sweep: dict, mlflow_s
     )
     assert sorted(r.info.run_id for r in runs) == sorted(t["run_id"] for t in s3_sweep["trials"].values())
     assert [m.step for m in client.get_metric_history(victim["run_id"], "dev/en/accuracy")] == [1, 2, 3]
+
+
+def test_driver_killed_sweep_resumes_from_the_bucket(s3_sweep: dict, mlflow_server: str) -> None:
+    r = s3_sweep["resume"]
+    assert r["killed"], r["driver_log"]
+    done_before = {tid: t["run_id"] for tid, t in r["before"].items() if t["state"] == "done"}
+    interrupted = {tid: t["reports"] for tid, t in r["before"].items() if t["state"] == "running" and t["reports"]}
+    assert done_before and interrupted and len(done_before) < 3
+    assert r["finished"] and r["parent_after"] == r["parent_before"]
+    assert [t["state"] for t in r["after"].values()] == ["done"] * 3
+    for tid, run_id in done_before.items():  # finished before the kill: same run, never started again
+        assert r["after"][tid]["run_id"] == run_id and r["after"][tid]["started"] == 1
+    for tid, reports in interrupted.items():  # continued from its checkpoint in the bucket
+        t = r["after"][tid]
+        assert t["started"] == 2 and t["epochs"] == [1.0, 2.0, 3.0] and t["reports"] <= reports + 2
+    client = MlflowClient(mlflow_server)
+    parent = client.get_run(r["parent_after"])
+    runs = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(x.info.run_id for x in runs) == sorted(t["run_id"] for t in r["after"].values())
+    assert parent.info.status == "FINISHED"
