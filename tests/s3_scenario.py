@@ -87,6 +87,12 @@ def run(storage: str, tracking_uri: str, model: str, out: Path) -> int:
                 continue
             for rec in st.trials.values():
                 if rec.state == "running" and len(rec.dev_curve) == 1 and rec.pid:
+                    import psutil
+
+                    cmdline = " ".join(psutil.Process(rec.pid).cmdline())
+                    if "ray::" not in cmdline:  # never kill anything but a Ray worker
+                        victim.update(problem=f"pid {rec.pid} is not a Ray worker: {cmdline[:200]!r}")
+                        return
                     victim.update(trial_id=rec.trial_id, pid=rec.pid, run_id=rec.run_id, reports=rec.reports)
                     os.kill(rec.pid, signal.SIGKILL)
                     return
@@ -99,6 +105,8 @@ def run(storage: str, tracking_uri: str, model: str, out: Path) -> int:
         state = run_sweep(load_plan(spec), quiet=True)
         killer.join(timeout=5)
         seconds = time.time() - t0
+        tmp = Path(os.environ["XTUNER_TMP"])
+        tmp_left = sorted(p.name for p in tmp.iterdir())  # before the second sweep adds its own
         resume = kill_driver_then_resume(storage, tracking_uri, model, out.parent)
     finally:
         ray.shutdown()
@@ -112,7 +120,6 @@ def run(storage: str, tracking_uri: str, model: str, out: Path) -> int:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         status_rc = cli_main(["sweep", "status", sweep_uri])
-    tmp = Path(os.environ["XTUNER_TMP"])
     result = {
         "seconds": seconds,
         "victim": victim,
@@ -126,12 +133,25 @@ def run(storage: str, tracking_uri: str, model: str, out: Path) -> int:
         "bucket_files": names,
         "status_rc": status_rc,
         "status_output": buf.getvalue(),
-        "xtuner_tmp_left": sorted(p.name for p in tmp.iterdir()),
+        "xtuner_tmp_left": tmp_left,
         "local_results_exists": Path("xtuner_results").exists(),
         "resume": resume,
     }
     out.write_text(json.dumps(result, indent=1, sort_keys=True))
     return 0
+
+
+def wait_for_experiment_state_upload(uri: str, *, after: float, timeout: float) -> None:
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(uri)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        infos = fs.get_file_info(pafs.FileSelector(root))
+        times = [i.mtime.timestamp() for i in infos if i.base_name.startswith("experiment_state-") and i.mtime]
+        if times and max(times) > after + 1.0:  # S3 times are whole seconds
+            return
+        time.sleep(0.2)
 
 
 def kill_driver_then_resume(storage: str, tracking_uri: str, model: str, work: Path) -> dict:
@@ -169,7 +189,9 @@ def kill_driver_then_resume(storage: str, tracking_uri: str, model: str, work: P
                 continue
             states = [(r.state, len(r.dev_curve)) for r in st.trials.values()]
             if ("done", 3) in states and ("running", 1) in states:
-                time.sleep(1.0)
+                # kill only once Tune's experiment state (it lists the trial's epoch-1 checkpoint) has been
+                # uploaded after this moment: it is what resume restores from
+                wait_for_experiment_state_upload(uri, after=time.time(), timeout=20)
                 driver.send_signal(signal.SIGKILL)
                 driver.wait(timeout=30)
                 killed = True

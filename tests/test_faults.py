@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import os
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from rich.console import Console
 from xtuner.sweep.report import status_table
 from xtuner.sweep.runner import load_plan, run_sweep
 from xtuner.sweep.state import STATE_FILE, SweepState
+from xtuner.trial import scratch
 
 pytestmark = pytest.mark.slow  # about 40 s on 2 loaded cores
 
@@ -55,10 +55,13 @@ class Killer(threading.Thread):
                     continue
                 for rec in st.trials.values():
                     if rec.state == "running" and len(rec.dev_curve) == 1 and rec.pid:
-                        self.temp_dirs = glob.glob(f"{tempfile.gettempdir()}/xtuner-trial-{rec.pid}-*")
+                        self.temp_dirs = glob.glob(f"{scratch.tmp_root()}/xtuner-trial-{rec.pid}-*")
                         try:
                             proc = psutil.Process(rec.pid)
                             name = " ".join(proc.cmdline())[:200]
+                            if "ray::" not in name:  # never kill anything but a Ray worker
+                                self.problem = f"pid {rec.pid} is not a Ray worker: {name!r}"
+                                return
                             os.kill(rec.pid, signal.SIGKILL)
                         except (psutil.Error, OSError) as e:
                             self.problem = f"could not kill pid {rec.pid}: {e}"

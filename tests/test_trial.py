@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from transformers import AutoTokenizer
 
 from xtuner.errors import XtunerError
 from xtuner.models import resolve_model
-from xtuner.trial import NonFiniteLossError, TrialConfig, run_trial
+from xtuner.trial import NonFiniteLossError, TrialConfig, run_trial, scratch
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xtreme" / "download"
 SMALL = dict(epochs=1, batch_size=16, eval_batch_size=32, max_train_examples=48, max_eval_examples=12)
@@ -226,7 +228,7 @@ class Keeper(Recorder):
         return sum(1 for m, _ in self.reports if "done" not in m)
 
 
-@pytest.mark.parametrize(("method", "lr"), [("deep_prompt", 1e-1), ("finetune", 3e-3)])
+@pytest.mark.parametrize(("method", "lr"), [("deep_prompt", 1e-1), ("finetune", 2e-3)])
 def test_resume_from_a_reported_checkpoint(method, lr, cache_dir, tmp_path):
     """A trial resumed from a reported checkpoint (in a new output folder, as on another node) trains only what
     was left, keeps the dev history from before, and ends with the same best model and test scores as the
@@ -253,7 +255,8 @@ def test_resume_from_a_reported_checkpoint(method, lr, cache_dir, tmp_path):
 
     stripped = tmp_path / "no-best"  # control: the last checkpoint without its best weights
     shutil.copytree(ckpts[2], stripped, ignore=shutil.ignore_patterns("xtuner_best"))
-    result = run_trial(cfg, Keeper(tmp_path / "control", resume=str(stripped)))
+    with pytest.warns(UserWarning, match="no xtuner_best/ weights of its best step"):
+        result = run_trial(cfg, Keeper(tmp_path / "control", resume=str(stripped)))
     assert result["test"] != full["test"]
 
 
@@ -264,14 +267,59 @@ def test_resume_from_a_folder_that_is_not_a_checkpoint(cache_dir, tmp_path):
 
 
 def test_temp_output_folders_of_dead_trial_processes_are_removed(cache_dir, tmp_path, monkeypatch):
-    """A killed worker leaves its temp output folder (checkpoints) behind; the next trial on the node removes it."""
+    """A killed worker leaves its temp output folder (checkpoints) behind; the next trial on the node removes it,
+    but only folders of its own host and PID namespace (pids of other containers or nodes say nothing here)."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)  # that process has exited
-    stale = tmp_path / f"xtuner-trial-{dead_pid}-abc123"
+    me = scratch.owner_tag()
+    stale = tmp_path / f"xtuner-trial-{dead_pid}-{me}-abc123"
     (stale / "checkpoint-4").mkdir(parents=True)
-    live = tmp_path / f"xtuner-trial-{os.getppid()}-def456"  # a running process (pytest's parent)
-    live.mkdir()
+    download = tmp_path / f"xtuner-trial-{dead_pid}-{me}-resume-x1"  # a dead worker's checkpoint download
+    download.mkdir()
+    live = tmp_path / f"xtuner-trial-{os.getppid()}-{me}-def456"  # a running process (pytest's parent)
+    foreign = tmp_path / f"xtuner-trial-{dead_pid}-0123abcd-ghi789"  # another host or PID namespace
+    odd = tmp_path / f"xtuner-trial-99999999999999999999-{me}-x"  # not a pid at all: kept, and no crash
+    for folder in (live, foreign, odd):
+        folder.mkdir()
     monkeypatch.setenv("XTUNER_TMP", str(tmp_path))
     run_trial(dict(task="synth-xnli", lr=1e-4, cache_dir=cache_dir, languages=["en"], **SMALL))
-    assert not stale.exists() and live.is_dir()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]  # the trial removed its own folder too
+    assert not stale.exists() and not download.exists()
+    # the trial removed its own folder too
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, foreign.name, odd.name])
+
+
+def test_resume_copies_of_a_read_only_checkpoint_are_writable_and_current(tmp_path):
+    """Checkpoints restored from read-only storage (or written under another node's clock) must be writable and
+    newer than anything Trainer saves after them: it rotates its checkpoints by modification time."""
+    from xtuner.trial.trainer import restore_checkpoint
+
+    src = tmp_path / "ckpt"
+    (src / "xtuner_best").mkdir(parents=True)
+    state = {"global_step": 8, "best_global_step": 4, "log_history": [
+        {"loss": 1.0, "epoch": 1.0, "step": 4}, {"eval_accuracy": 50.0, "eval_runtime": 0.1, "epoch": 1.0, "step": 4},
+        {"eval_accuracy": 40.0, "epoch": 2.0, "step": 8}]}  # fmt: skip
+    (src / "trainer_state.json").write_text(json.dumps(state))
+    (src / "model.safetensors").write_bytes(b"latest")
+    (src / "xtuner_best" / "model.safetensors").write_bytes(b"best")
+    future = time.time() + 3600
+    for path in [*src.rglob("*"), src]:
+        os.utime(path, (future, future))
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        resume, history = restore_checkpoint(str(src), out, "en")
+    finally:
+        for path in [src, *src.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    latest, best = out / "checkpoint-8", out / "checkpoint-4"
+    assert resume == str(latest) and (best / "model.safetensors").read_bytes() == b"best"
+    assert json.loads((latest / "trainer_state.json").read_text())["best_model_checkpoint"] == str(best)
+    assert history == [{"dev/en/accuracy": 50.0, "epoch": 1.0, "step": 4.0},
+                       {"dev/en/accuracy": 40.0, "epoch": 2.0, "step": 8.0}]  # fmt: skip
+    now = time.time()
+    assert best.stat().st_mtime <= latest.stat().st_mtime <= now + 1  # not the source's future times
+    for folder in (latest, best):
+        probe = folder / "probe"
+        probe.write_text("x")  # writable (as Trainer's rotation needs), also for root's sake: mode bits
+        assert folder.stat().st_mode & 0o700 == 0o700

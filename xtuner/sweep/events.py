@@ -173,8 +173,10 @@ class SweepEvents:
             rec.state = "pruned"
         self._finish(rec)
 
-    def trial_retry(self, trial_id: str, message: str) -> None:
-        """Tune will restart a failed trial (max_failures left) from its last checkpoint, in the same MLflow run."""
+    def trial_retry(self, trial_id: str, message: str, *, counted: int | None = None,
+                    from_checkpoint: bool = True) -> None:  # fmt: skip
+        """Tune restarts a failed trial (a lost worker or node): from its last checkpoint when it has one, in the
+        same MLflow run. `counted` is Tune's count against max_failures (preempted nodes are not counted)."""
         rec = self._rec(trial_id)
         if rec is None or trial_id in self._replaying:
             return
@@ -185,8 +187,10 @@ class SweepEvents:
         self.save()
         last = f" after epoch {rec.dev_curve[-1][0]:g}" if rec.dev_curve else ""
         first = message.splitlines()[0][:160] if message else "worker died"
-        self._line(rec, "retry", f"{fmt_params(rec.searched_values())}: failed{last} ({first}); restarting from its "
-                                 f"last checkpoint (failure {rec.failures} of max_failures {self.plan.spec.max_failures})")  # fmt: skip
+        where = "from its last checkpoint" if from_checkpoint else "from the start (no checkpoint yet)"
+        budget = f"; {counted} of max_failures {self.plan.spec.max_failures} used" if counted is not None else ""
+        self._line(rec, "retry", f"{fmt_params(rec.searched_values())}: failed{last} ({first}); restarting {where} "
+                                 f"(restart {rec.failures}{budget})")  # fmt: skip
 
     def trial_error(self, trial_id: str, message: str) -> None:
         rec = self._rec(trial_id)

@@ -24,7 +24,6 @@ import logging
 import os
 import pickle
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +60,8 @@ class TuneReporter:
 
     def resume_from(self) -> str | None:
         """The checkpoint folder itself on a local or shared file system; from an object store, a download into
-        a temp folder named like run_trial's (``xtuner-trial-<pid>-...``, so a killed worker's copy is cleaned up
-        by the next trial on the node), removed by `cleanup` when the trial ends."""
+        a trial temp folder (`xtuner.trial.scratch`: a killed worker's copy is removed by the next trial on the
+        node), removed by `cleanup` when the trial ends."""
         import pyarrow.fs as pafs
 
         ckpt = tune.get_checkpoint()
@@ -70,7 +69,9 @@ class TuneReporter:
             return None
         if isinstance(ckpt.filesystem, pafs.LocalFileSystem) and os.path.isdir(ckpt.path):
             return ckpt.path
-        dest = tempfile.mkdtemp(prefix=f"xtuner-trial-{os.getpid()}-resume-", dir=os.environ.get("XTUNER_TMP"))
+        from xtuner.trial import scratch
+
+        dest = str(scratch.make_dir("resume"))
         self._downloads.append(dest)
         return ckpt.to_directory(dest)
 
@@ -283,7 +284,8 @@ class EventsCallback(tune.Callback):
             remove_checkpoints(join(self.events.sweep_dir, trial_dirname(trial)))
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
-        self.events.trial_retry(trial.trial_id, _error_text(trial))
+        self.events.trial_retry(trial.trial_id, _error_text(trial), counted=getattr(trial, "num_failures", None),
+                                from_checkpoint=getattr(trial, "checkpoint", None) is not None)  # fmt: skip
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.events.trial_error(trial.trial_id, _error_text(trial))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,28 +287,7 @@ def _output_dir(cfg: TrialConfig) -> tuple[Path, bool]:
         path = Path(cfg.output_dir).expanduser()
         path.mkdir(parents=True, exist_ok=True)
         return path, False
-    root = Path(os.environ.get("XTUNER_TMP") or tempfile.gettempdir())
-    remove_stale_output_dirs(root)
-    return Path(tempfile.mkdtemp(prefix=f"xtuner-trial-{os.getpid()}-", dir=root)), True
+    from xtuner.trial import scratch
 
-
-def remove_stale_output_dirs(root: Path) -> list[Path]:
-    """Delete the temp output folders (``xtuner-trial-<pid>-*``) of trial processes that no longer run: a killed
-    worker never removes its own, and each holds up to two checkpoints. Returns what was removed."""
-    removed = []
-    for folder in root.glob("xtuner-trial-*-*"):
-        pid = folder.name.split("-")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    scratch.remove_stale()  # folders of killed trials on this node
+    return scratch.make_dir(), True

@@ -19,7 +19,10 @@ reloaded at the end (`load_best_model_at_end`). Two changes make them cheap and 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+import warnings
 from pathlib import Path
 
 import torch
@@ -49,6 +52,13 @@ def add_best_weights(ckpt: Path, best: Path) -> None:
             shutil.copy2(f, dest / f.name)
 
 
+def _copy_tree(src: Path, dest: Path, ignore=None) -> None:
+    """Copy contents only (no permissions: the source may be read-only storage; Trainer must write and rotate)."""
+    shutil.copytree(src, dest, ignore=ignore, dirs_exist_ok=True, copy_function=shutil.copyfile)
+    for folder in [dest, *(p for p in dest.rglob("*") if p.is_dir())]:
+        folder.chmod(folder.stat().st_mode | stat.S_IRWXU)
+
+
 def restore_checkpoint(src_dir: str, out_dir: Path, src_lang: str) -> tuple[str, list[dict[str, float]]]:
     """Unpack a reported checkpoint folder (possibly on shared storage, read-only) into `out_dir`:
     ``checkpoint-<step>`` to resume from, ``checkpoint-<best step>`` from ``xtuner_best/`` when the best is older,
@@ -60,15 +70,22 @@ def restore_checkpoint(src_dir: str, out_dir: Path, src_lang: str) -> tuple[str,
     state = json.loads(state_file.read_text())
     step, best_step = int(state["global_step"]), state.get("best_global_step")
     dest = out_dir / f"checkpoint-{step}"
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(BEST_DIR), dirs_exist_ok=True)
+    _copy_tree(src, dest, ignore=shutil.ignore_patterns(BEST_DIR))
     best: Path | None = None
     if best_step == step:
         best = dest
     elif best_step and (src / BEST_DIR).is_dir():
         best = out_dir / f"checkpoint-{best_step}"
-        shutil.copytree(src / BEST_DIR, best, dirs_exist_ok=True)
+        _copy_tree(src / BEST_DIR, best)
+    elif best_step:
+        warnings.warn(f"checkpoint {src} has no {BEST_DIR}/ weights of its best step {best_step} (written by an "
+                      "older xtuner?): the resumed trial ends with its latest model", stacklevel=2)  # fmt: skip
     state["best_model_checkpoint"] = str(best) if best else None
     (dest / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    # Trainer rotates checkpoints by modification time: the copies must be "now" (best first, then the latest),
+    # not the source's times, which may come from another node's clock
+    for folder in ([best] if best is not None and best != dest else []) + [dest]:
+        os.utime(folder)
     history = [dev_row(h, h.get("epoch", 0.0), h.get("step", 0), src_lang)
                for h in state.get("log_history", []) if any(k.startswith("eval_") for k in h)]  # fmt: skip
     return str(dest), history
