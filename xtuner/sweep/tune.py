@@ -45,7 +45,7 @@ class TuneReporter:
 
     def __init__(self, main_key: str, checkpoints: bool) -> None:
         self.main_key, self.checkpoints = main_key, checkpoints
-        self._downloads: list[str] = []
+        self._download: str | None = None  # a checkpoint fetched from an object store, removed by `cleanup`
 
     def report(self, metrics: dict[str, float], checkpoint_dir: str | None = None) -> None:
         m = dict(metrics)
@@ -71,14 +71,13 @@ class TuneReporter:
             return ckpt.path
         from xtuner.trial import scratch
 
-        dest = str(scratch.make_dir("resume"))
-        self._downloads.append(dest)
-        return ckpt.to_directory(dest)
+        self._download = str(scratch.make_dir("resume"))
+        return ckpt.to_directory(self._download)
 
     def cleanup(self) -> None:
-        for path in self._downloads:
-            shutil.rmtree(path, ignore_errors=True)
-        self._downloads.clear()
+        if self._download:
+            shutil.rmtree(self._download, ignore_errors=True)
+            self._download = None
 
 
 def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = None):

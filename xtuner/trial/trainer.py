@@ -44,12 +44,17 @@ def dev_row(metrics: dict, epoch: float, step: float, src: str) -> dict[str, flo
 
 
 def add_best_weights(ckpt: Path, best: Path) -> None:
-    """Copy the weights of checkpoint `best` (not its optimizer or trainer state) into `ckpt`/xtuner_best."""
+    """Put the weights of checkpoint `best` (not its optimizer or trainer state) into `ckpt`/xtuner_best: hard
+    links (both folders are in the trial's output folder and checkpoint files are never rewritten), copies where
+    the file system has none."""
     dest = ckpt / BEST_DIR
     dest.mkdir(exist_ok=True)
     for f in best.iterdir():
         if f.is_file() and f.name not in TRAINING_ONLY and not f.name.startswith("rng_state"):
-            shutil.copy2(f, dest / f.name)
+            try:
+                os.link(f, dest / f.name)
+            except OSError:
+                shutil.copy2(f, dest / f.name)
 
 
 def _copy_tree(src: Path, dest: Path, ignore=None) -> None:
