@@ -35,6 +35,7 @@ from typing import Any
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import psutil
 import ray
+from faults import wait_for_state
 from ray.cluster_utils import Cluster
 
 from xtuner.sweep.runner import load_plan, run_sweep
@@ -209,26 +210,22 @@ def run_removal(tracking_uri: str, model: str, work: Path, out: Path) -> int:
     state_file = work / "results" / "remove-node" / STATE_FILE
     victim: dict[str, Any] = {}
 
+    def both_reported_on_a_known_node(st: SweepState) -> tuple | None:
+        running = [r for r in st.trials.values() if r.state == "running" and r.dev_curve and r.pid]
+        if len(running) != 2:
+            return None
+        sampler.sample()
+        node = sampler.pid_node.get(running[0].pid)
+        return (running[0], node, sampler.pid_node.get(running[1].pid)) if node in by_id else None
+
     def remove_when_both_reported() -> None:
-        deadline = time.time() + 180
-        while time.time() < deadline and not victim:
-            try:
-                st = SweepState.load(state_file)
-            except Exception:  # noqa: BLE001 - not written yet, or being replaced
-                time.sleep(0.1)
-                continue
-            running = [r for r in st.trials.values() if r.state == "running" and r.dev_curve and r.pid]
-            if len(running) == 2:
-                sampler.sample()
-                rec = running[0]
-                node = sampler.pid_node.get(rec.pid)
-                if node in by_id:
-                    victim.update(trial_id=rec.trial_id, pid=rec.pid, node=node, reports=rec.reports,
-                                  run_id=rec.run_id, other_node=sampler.pid_node.get(running[1].pid))  # fmt: skip
-                    cluster.remove_node(by_id[node])
-                    victim["removed_at"] = time.time()
-                    return
-            time.sleep(0.1)
+        found = wait_for_state(str(state_file), both_reported_on_a_known_node, timeout=180)
+        if found:
+            rec, node, other = found
+            victim.update(trial_id=rec.trial_id, pid=rec.pid, node=node, reports=rec.reports, run_id=rec.run_id,
+                          other_node=other)  # fmt: skip
+            cluster.remove_node(by_id[node])
+            victim["removed_at"] = time.time()
 
     remover = threading.Thread(target=remove_when_both_reported, daemon=True)
     remover.start()

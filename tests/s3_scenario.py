@@ -28,7 +28,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -53,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
 def run(storage: str, tracking_uri: str, model: str, out: Path) -> int:
     import pyarrow.fs as pafs
     import ray
+    from faults import WorkerKiller
 
     from xtuner.cli import main as cli_main
     from xtuner.sweep.runner import load_plan, run_sweep
-    from xtuner.sweep.state import STATE_FILE, SweepState, join
+    from xtuner.sweep.state import STATE_FILE, join
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR)  # fmt: skip
@@ -75,30 +75,7 @@ def run(storage: str, tracking_uri: str, model: str, out: Path) -> int:
         "tracking": {"uri": tracking_uri, "experiment": "test-s3-storage"},
         "storage": storage,
     }  # fmt: skip
-    victim: dict = {}
-
-    def kill_after_first_epoch() -> None:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                st = SweepState.load(join(sweep_uri, STATE_FILE))
-            except Exception:  # noqa: BLE001 - not written yet
-                time.sleep(0.2)
-                continue
-            for rec in st.trials.values():
-                if rec.state == "running" and len(rec.dev_curve) == 1 and rec.pid:
-                    import psutil
-
-                    cmdline = " ".join(psutil.Process(rec.pid).cmdline())
-                    if "ray::" not in cmdline:  # never kill anything but a Ray worker
-                        victim.update(problem=f"pid {rec.pid} is not a Ray worker: {cmdline[:200]!r}")
-                        return
-                    victim.update(trial_id=rec.trial_id, pid=rec.pid, run_id=rec.run_id, reports=rec.reports)
-                    os.kill(rec.pid, signal.SIGKILL)
-                    return
-            time.sleep(0.2)
-
-    killer = threading.Thread(target=kill_after_first_epoch, daemon=True)
+    killer = WorkerKiller(join(sweep_uri, STATE_FILE))
     killer.start()
     t0 = time.time()
     try:
@@ -122,7 +99,8 @@ def run(storage: str, tracking_uri: str, model: str, out: Path) -> int:
         status_rc = cli_main(["sweep", "status", sweep_uri])
     result = {
         "seconds": seconds,
-        "victim": victim,
+        "victim": killer.victim,
+        "kill_problem": killer.problem,
         "finished": state.finished,
         "parent_run_id": state.parent_run_id,
         "trials": {
@@ -159,6 +137,7 @@ def kill_driver_then_resume(storage: str, tracking_uri: str, model: str, work: P
     and the next is past its first epoch; `resume_sweep(URI)` then finishes it from the bucket alone."""
     import ray
     import yaml
+    from faults import one_done_one_started, wait_for_state
 
     from xtuner.sweep.runner import resume_sweep
     from xtuner.sweep.state import STATE_FILE, SweepState, join
@@ -180,23 +159,13 @@ def kill_driver_then_resume(storage: str, tracking_uri: str, model: str, work: P
                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     killed = False
     try:
-        deadline = time.time() + 200
-        while time.time() < deadline and driver.poll() is None:
-            try:
-                st = SweepState.load(join(uri, STATE_FILE))
-            except Exception:  # noqa: BLE001 - not written yet
-                time.sleep(0.2)
-                continue
-            states = [(r.state, len(r.dev_curve)) for r in st.trials.values()]
-            if ("done", 3) in states and ("running", 1) in states:
-                # kill only once Tune's experiment state (it lists the trial's epoch-1 checkpoint) has been
-                # uploaded after this moment: it is what resume restores from
-                wait_for_experiment_state_upload(uri, after=time.time(), timeout=20)
-                driver.send_signal(signal.SIGKILL)
-                driver.wait(timeout=30)
-                killed = True
-                break
-            time.sleep(0.2)
+        if wait_for_state(join(uri, STATE_FILE), one_done_one_started, timeout=200, alive=lambda: driver.poll() is None):
+            # kill only once Tune's experiment state (it lists the trial's epoch-1 checkpoint) has been
+            # uploaded after this moment: it is what resume restores from
+            wait_for_experiment_state_upload(uri, after=time.time(), timeout=20)
+            driver.send_signal(signal.SIGKILL)
+            driver.wait(timeout=30)
+            killed = True
     finally:
         if driver.poll() is None:
             driver.kill()

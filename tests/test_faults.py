@@ -11,66 +11,21 @@ killed driver and a NaN trial in test_sweep.py, the tracking server going away i
 
 from __future__ import annotations
 
-import glob
 import os
-import signal
-import threading
-import time
-from pathlib import Path
 
-import psutil
 import pytest
+from faults import WorkerKiller
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from xtuner.sweep.report import status_table
 from xtuner.sweep.runner import load_plan, run_sweep
-from xtuner.sweep.state import STATE_FILE, SweepState
-from xtuner.trial import scratch
+from xtuner.sweep.state import STATE_FILE
 
 pytestmark = pytest.mark.slow  # about 40 s on 2 loaded cores
 
 LRS = [1.0e-3, 3.0e-3]
 EPOCHS = 3
-
-
-class Killer(threading.Thread):
-    """Waits until a trial has reported its first epoch (so a checkpoint exists), then SIGKILLs its worker."""
-
-    def __init__(self, state_file: Path, timeout: float = 180) -> None:
-        super().__init__(daemon=True)
-        self.state_file, self.timeout = state_file, timeout
-        self.victim: dict | None = None
-        self.temp_dirs: list[str] = []  # the victim's temp output folder (its Trainer checkpoints)
-        self.problem: str | None = None
-
-    def run(self) -> None:
-        deadline = time.time() + self.timeout
-        while time.time() < deadline:
-            if self.state_file.exists():
-                try:
-                    st = SweepState.load(self.state_file)
-                except Exception:  # noqa: BLE001 - read while being replaced; try again
-                    time.sleep(0.1)
-                    continue
-                for rec in st.trials.values():
-                    if rec.state == "running" and len(rec.dev_curve) == 1 and rec.pid:
-                        self.temp_dirs = glob.glob(f"{scratch.tmp_root()}/xtuner-trial-{rec.pid}-*")
-                        try:
-                            proc = psutil.Process(rec.pid)
-                            name = " ".join(proc.cmdline())[:200]
-                            if "ray::" not in name:  # never kill anything but a Ray worker
-                                self.problem = f"pid {rec.pid} is not a Ray worker: {name!r}"
-                                return
-                            os.kill(rec.pid, signal.SIGKILL)
-                        except (psutil.Error, OSError) as e:
-                            self.problem = f"could not kill pid {rec.pid}: {e}"
-                            return
-                        self.victim = {"trial_id": rec.trial_id, "pid": rec.pid, "run_id": rec.run_id,
-                                       "reports": rec.reports, "cmdline": name}  # fmt: skip
-                        return
-            time.sleep(0.1)
-        self.problem = "no trial reached its first epoch in time"
 
 
 def test_killed_worker_is_retried_from_its_checkpoint(ray_cluster, mlflow_server, tiny_model, tmp_path) -> None:
@@ -87,7 +42,7 @@ def test_killed_worker_is_retried_from_its_checkpoint(ray_cluster, mlflow_server
         "tracking": {"uri": mlflow_server, "experiment": "test-killed-worker"},
         "storage": str(tmp_path / "results"),
     }  # fmt: skip
-    killer = Killer(tmp_path / "results" / "killed-worker" / STATE_FILE)
+    killer = WorkerKiller(str(tmp_path / "results" / "killed-worker" / STATE_FILE))
     killer.start()
     state = run_sweep(load_plan(spec), quiet=True)
     killer.join(timeout=5)

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import per_language_csv
+from faults import one_done_one_started, wait_for_state
 from mlflow.tracking import MlflowClient
 
 from xtuner.cli import main as cli_main
@@ -166,15 +167,10 @@ def test_resume_after_killing_the_driver(ray_cluster, mlflow_server, tiny_model,
     driver = subprocess.Popen([sys.executable, "-m", "xtuner", "sweep", "run", str(path)], cwd=tmp_path, env=env,
                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and driver.poll() is None:
-            if state_file.exists():  # kill when a trial is done and the next one is past its first epoch
-                st = SweepState.load(state_file)
-                states = [(r.state, len(r.dev_curve)) for r in st.trials.values()]
-                if ("done", 3) in states and ("running", 1) in states:
-                    time.sleep(1.0)
-                    break
-            time.sleep(0.2)
+        # kill when a trial is done and the next one is past its first epoch
+        if wait_for_state(str(state_file), one_done_one_started, timeout=240, period=0.2,
+                          alive=lambda: driver.poll() is None):  # fmt: skip
+            time.sleep(1.0)
         assert driver.poll() is None, (tmp_path / "driver.log").read_text()
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
