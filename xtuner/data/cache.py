@@ -8,14 +8,14 @@ place expecting the entry to stay pristine (datasets writes its own cache files 
 they are not in the manifest and do no harm, but they take disk space).
 
 Cache key: sha256 over (tokenizer fingerprint, task name, language, split, max_length, doc_stride, train flag,
-PREPROCESS_VERSION, data identity, whether the raw split is kept). The tokenizer fingerprint hashes the class
-name, the backend tokenizer's JSON (vocabulary, normalizer, pre-tokenizer, post-processor, added tokens;
-without the per-call truncation/padding state), the special tokens, padding/truncation side and model input
-names. The data
-identity is `data_key` when the caller gives one (a string naming the raw data exactly, e.g. its source, a
-version and `path_fingerprint(...)` of the files, and any row cap; a hit then never calls `ds_loader`), else
-the raw dataset's `_fingerprint` (datasets' content/transform hash: always right, but every call pays the
-load, which for generated data costs about as much as tokenizing; see bench/P3_P5.md).
+PREPROCESS_VERSION, CACHE_VERSION, data identity, whether the raw split is kept). The tokenizer fingerprint
+hashes the class name, the backend tokenizer's JSON (vocabulary, normalizer, pre-tokenizer, post-processor,
+added tokens; without the per-call truncation/padding state), the special tokens, padding/truncation side and
+model input names. The data identity is `data_key` when the caller gives one (a string naming the raw data
+exactly: its source, a reader version, `path_fingerprint(...)` of the files the split reads -- their resolved
+real paths and sha256 contents, see `xtuner.data.identity` -- and any row cap; a hit then never calls
+`ds_loader`), else the raw dataset's `_fingerprint` (datasets' content/transform hash: always right, but every
+call pays the load, which for generated data costs about as much as tokenizing; see bench/P3_P5.md).
 
 Safety: an entry is built in a ``.tmp-*`` directory and renamed into place in one step, so a crash or a
 concurrent trial never exposes a half-written entry (when two trials race, the first rename wins and the
@@ -38,12 +38,15 @@ from typing import Any
 
 import datasets
 
+from xtuner.data.identity import path_fingerprint as path_fingerprint  # re-exported
 from xtuner.data.preprocess import PREPROCESS_VERSION, tokenize_split
 from xtuner.paths import cache_root, file_sha256
 from xtuner.tasks.base import Task
 
 log = logging.getLogger(__name__)
 MANIFEST = "xtuner_manifest.json"
+# bump to retire every existing entry (2: data keys name the real path and content of each file read)
+CACHE_VERSION = 2
 RAW_SUBDIR = "raw"  # cached_prepare: the raw split, saved inside the entry
 STALE_TMP_S = 24 * 3600  # leftovers of crashed builds older than this are removed
 
@@ -96,19 +99,6 @@ def _stateless_backend_json(text: str) -> str:
     return "".join(out) + text[pos:]
 
 
-def path_fingerprint(path: Path) -> str:
-    """Cheap identity of raw files for `data_key`: relative name, size and mtime of every file under `path`."""
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    h = hashlib.sha256()
-    for p in files:
-        st = p.stat()
-        h.update(
-            f"{p.relative_to(path) if path.is_dir() else p.name}|{st.st_size}|{st.st_mtime_ns}\n".encode()
-        )
-    return h.hexdigest()[:16]
-
-
 def cache_key(
     task: Task,
     split: str,
@@ -131,6 +121,7 @@ def cache_key(
         "doc_stride": doc_stride,
         "train": train,
         "preprocess_version": PREPROCESS_VERSION,
+        "cache_version": CACHE_VERSION,
         "data": data_id,
         "with_raw": with_raw,
     }

@@ -95,15 +95,18 @@ class Task:
         return ds
 
     def raw_data_key(self, split: str, lang: str, ctx: LoadContext | None = None) -> str | None:
-        """A string naming this split's raw data exactly, or None. Local files are named by a fingerprint of
-        their names, sizes and mtimes; the hub by nothing (its datasets are fingerprinted by `datasets`)."""
+        """A string naming this split's raw data exactly, or None. A task's own `data_key` names the files the
+        split reads (the XTREME tasks: their real paths and contents). Without one, every file under `data_dir`
+        is named by its real path and content (symlinked folders followed; correct, but it reads the whole
+        folder: an outside task that reads few files of a big folder should give a `data_key`); the hub by
+        nothing (its datasets are fingerprinted by `datasets`)."""
         ctx = ctx or LoadContext()
         if self.data_key is not None:
             return self.data_key(split, lang, ctx)
         if ctx.data_dir is not None:
             import os
 
-            from xtuner.data.cache import path_fingerprint
+            from xtuner.data.identity import path_fingerprint
 
             env = ",".join(
                 f"{k}={os.environ.get(k, '')}" for k in ("XTUNER_DATA_SOURCE", "XTUNER_HUB_MIRROR")

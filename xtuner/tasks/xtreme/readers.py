@@ -20,10 +20,12 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from xtuner.errors import XtunerError
+
+# bump whenever a reader or `normalise` changes its output: it is part of the tokenisation-cache key
+READER_VERSION = 2
 
 # XNLI-MT's train files (and so google/xtreme) spell it "contradictory"
 LABEL_ALIASES = {"contradictory": "contradiction"}
@@ -44,7 +46,7 @@ def _label_id(value: str, labels: tuple[str, ...], where: str) -> int:
 def read_pairs(
     path: str, stamp: str, columns: tuple[str, str], labels: tuple[str, ...], with_id: bool
 ) -> Iterator[dict[str, Any]]:
-    """Sentence pairs with a label; ``stamp`` (size+mtime) only keys the datasets cache to the file's content."""
+    """Sentence pairs with a label; ``stamp`` (real path, size, sha256) only keys the datasets cache to the file."""
     n = 0
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quotechar='"')
@@ -166,8 +168,3 @@ def read_squad(path: str, stamp: str, id_prefix: str) -> Iterator[dict[str, Any]
 
 
 READERS = {"pairs": read_pairs, "tags": read_tags, "squad": read_squad}
-
-
-def file_stamp(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size}-{st.st_mtime_ns}"

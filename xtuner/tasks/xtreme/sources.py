@@ -11,25 +11,29 @@ names both expected layouts.
   (``refs/convert/parquet``), e.g. from ``huggingface-cli download google/xtreme --repo-type dataset``; the rows
   then go through the very same filtering and normalisation.
 - xtreme: files of an XTREME ``download/`` folder, parsed by ``readers`` via ``Dataset.from_generator`` (cached
-  by datasets, keyed on the file's size and mtime).
+  by datasets, keyed on the file's real path and content).
 - local: ``<data_dir>/<task>/<split>-<lang>.parquet`` (or ``<split>-<lang>-*.parquet``), a ``save_to_disk``
   folder ``<data_dir>/<task>/<split>-<lang>/``, or a saved DatasetDict ``<data_dir>/<task>/<lang>/`` holding the
-  split; any hub schema ``normalise`` accepts.
+  split; any hub schema ``normalise`` accepts. Parquet (here and in a hub mirror) is read with pyarrow, without
+  datasets' builder cache.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 from datasets import Dataset, Features
+from datasets.table import InMemoryTable
 
+from xtuner.data.identity import file_identity
 from xtuner.errors import XtunerError, unknown_name
 from xtuner.tasks.base import LoadContext
-from xtuner.tasks.xtreme.readers import READERS, file_stamp
+from xtuner.tasks.xtreme.readers import READERS
 
 SOURCES = ("hub", "xtreme", "local")
 _DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
@@ -115,19 +119,22 @@ def _unwrap(e: BaseException) -> BaseException:
     return e
 
 
+def mirror_files(part: HubPart, mirror: Path) -> list[Path]:
+    """The parquet files of `part` in a hub mirror (raises naming the expected paths when there are none)."""
+    base = mirror / part.repo / part.config
+    files = sorted({*base.glob(f"{part.split}-*.parquet"), *base.glob(f"{part.split}/*.parquet")})
+    if not files:
+        raise XtunerError(
+            f"hub mirror {mirror}: no parquet files for {part.describe()}; expected "
+            f"{base}/{part.split}-*.parquet or {base}/{part.split}/*.parquet"
+        )
+    return files
+
+
 def fetch_hub(part: HubPart, ctx: LoadContext) -> Dataset:
     mirror = hub_mirror(ctx)
     if mirror is not None:
-        base = mirror / part.repo / part.config
-        files = sorted({*base.glob(f"{part.split}-*.parquet"), *base.glob(f"{part.split}/*.parquet")})
-        if not files:
-            raise XtunerError(
-                f"hub mirror {mirror}: no parquet files for {part.describe()}; expected "
-                f"{base}/{part.split}-*.parquet or {base}/{part.split}/*.parquet"
-            )
-        ds = datasets.load_dataset(
-            "parquet", data_files=[str(f) for f in files], split="train", cache_dir=_cache(ctx)
-        )
+        ds = read_parquet(mirror_files(part, mirror))
     else:
         try:
             ds = datasets.load_dataset(part.repo, part.config, split=part.split, cache_dir=_cache(ctx))
@@ -153,16 +160,22 @@ def fetch_hub(part: HubPart, ctx: LoadContext) -> Dataset:
     return ds
 
 
+def first_file(part: FilePart) -> tuple[Path, str]:
+    """The first existing candidate of `part` as (path, id_prefix); raises naming every candidate."""
+    for path, prefix in part.candidates:
+        if path.is_file():
+            return path, prefix
+    names = " or ".join(str(p) for p, _ in part.candidates)
+    raise XtunerError(f"missing file {names}{'; ' + part.hint if part.hint else ''}")
+
+
 def fetch_files(
     part: FilePart, reader: str, reader_kwargs: dict[str, Any], features: Features, ctx: LoadContext
 ) -> Dataset:
-    """Parse the first existing candidate file with `reader` into an Arrow-cached Dataset."""
-    found = [(path, prefix) for path, prefix in part.candidates if path.is_file()]
-    if not found:
-        names = " or ".join(str(p) for p, _ in part.candidates)
-        raise XtunerError(f"missing file {names}{'; ' + part.hint if part.hint else ''}")
-    path, id_prefix = found[0]
-    kwargs = {"path": str(path.absolute()), "stamp": file_stamp(path), **reader_kwargs}
+    """Parse the first existing candidate file with `reader` into an Arrow-cached Dataset. The datasets cache is
+    keyed on the file's real path and content (`file_identity`), so a replaced file is parsed again."""
+    path, id_prefix = first_file(part)
+    kwargs = {"path": str(path.absolute()), "stamp": file_identity(path), **reader_kwargs}
     if reader == "squad":
         kwargs["id_prefix"] = id_prefix
     try:
@@ -176,29 +189,70 @@ def fetch_files(
         raise inner from None
 
 
-def fetch_local(task: str, split: str, lang: str, ctx: LoadContext) -> tuple[Dataset, str]:
-    """Load ``<data_dir>/<task>/`` data for one split/language; returns the dataset and its description."""
+@dataclass(frozen=True)
+class LocalPart:
+    """Where one split/language of a task lives under ``<data_dir>/<task>/``."""
+
+    kind: str  # "parquet" (files), "disk" (a Dataset.save_to_disk folder) or "dict" (a saved DatasetDict)
+    paths: tuple[Path, ...]
+    where: str  # for messages
+    split: str = ""  # the split inside a saved DatasetDict
+
+
+def find_local(task: str, split: str, lang: str, ctx: LoadContext) -> LocalPart:
     assert ctx.data_dir is not None
     base = Path(ctx.data_dir) / task
     files = sorted({*base.glob(f"{split}-{lang}.parquet"), *base.glob(f"{split}-{lang}-*.parquet")})
     if files:
-        ds = datasets.load_dataset(
-            "parquet", data_files=[str(f) for f in files], split="train", cache_dir=_cache(ctx)
-        )
-        return ds, str(files[0]) if len(files) == 1 else f"{base}/{split}-{lang}-*.parquet"
+        where = str(files[0]) if len(files) == 1 else f"{base}/{split}-{lang}-*.parquet"
+        return LocalPart("parquet", tuple(files), where)
     folder = base / f"{split}-{lang}"
     if folder.is_dir():
-        loaded = datasets.load_from_disk(str(folder))
-        if isinstance(loaded, Dataset):
-            return loaded, str(folder)
-        raise XtunerError(f"{folder} holds a DatasetDict; expected one split saved with Dataset.save_to_disk")
+        return LocalPart("disk", (folder,), str(folder))
     folder = base / lang
     if (folder / "dataset_dict.json").is_file():
-        dd = datasets.load_from_disk(str(folder))
-        if split not in dd:
-            raise XtunerError(f"{folder}: no split {split!r} in the saved DatasetDict (has {sorted(dd)})")
-        return dd[split], f"{folder}[{split}]"
+        return LocalPart("dict", (folder,), f"{folder}[{split}]", split)
     raise XtunerError(
         f"missing local data for task {task!r} {split}/{lang}: expected {base}/{split}-{lang}.parquet, "
         f"a save_to_disk folder {base}/{split}-{lang}/, or a saved DatasetDict {base}/{lang}/"
     )
+
+
+def fetch_local(task: str, split: str, lang: str, ctx: LoadContext) -> tuple[Dataset, str]:
+    """Load ``<data_dir>/<task>/`` data for one split/language; returns the dataset and its description."""
+    part = find_local(task, split, lang, ctx)
+    if part.kind == "parquet":
+        return read_parquet(part.paths), part.where
+    folder = part.paths[0]
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except Exception as e:  # a damaged or foreign folder
+        raise XtunerError(f"{folder}: not a readable save_to_disk folder: {type(e).__name__}: {e}") from None
+    if part.kind == "disk":
+        if isinstance(loaded, Dataset):
+            return loaded, part.where
+        raise XtunerError(f"{folder} holds a DatasetDict; expected one split saved with Dataset.save_to_disk")
+    if not isinstance(loaded, datasets.DatasetDict) or split not in loaded:
+        have = sorted(loaded) if isinstance(loaded, datasets.DatasetDict) else "one Dataset"
+        raise XtunerError(f"{folder}: no split {split!r} in the saved DatasetDict (has {have})")
+    return loaded[split], part.where
+
+
+def read_parquet(paths: Sequence[Path]) -> Dataset:
+    """Parquet files as one in-memory Dataset (features from the files' Hugging Face metadata). Read with pyarrow,
+    not through datasets' builder cache, whose key is the file's path and mtime: a file replaced in the same
+    second would be served from the old copy. A file that is not parquet raises an error naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for path in paths:
+        try:
+            tables.append(pq.read_table(path))
+        except (pa.ArrowException, OSError) as e:
+            raise XtunerError(f"{path}: not a readable parquet file ({type(e).__name__}: {e})") from None
+    try:
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    except pa.ArrowInvalid as e:
+        raise XtunerError(f"parquet shards {paths[0]}...: their schemas differ ({e})") from None
+    return Dataset(InMemoryTable(table))

@@ -13,6 +13,8 @@ from typing import Any
 
 from datasets import Dataset, Features
 
+from xtuner.data.identity import path_fingerprint
+from xtuner.errors import XtunerError
 from xtuner.metrics import accuracy, seqeval_f1, squad_v1
 from xtuner.metrics.mlqa import mlqa
 from xtuner.tasks import register_task
@@ -30,7 +32,17 @@ from xtuner.tasks.schemas import (
 )
 from xtuner.tasks.xtreme import layout
 from xtuner.tasks.xtreme.normalise import normalise
-from xtuner.tasks.xtreme.sources import fetch_files, fetch_hub, fetch_local, resolve_source
+from xtuner.tasks.xtreme.readers import READER_VERSION
+from xtuner.tasks.xtreme.sources import (
+    fetch_files,
+    fetch_hub,
+    fetch_local,
+    find_local,
+    first_file,
+    hub_mirror,
+    mirror_files,
+    resolve_source,
+)
 
 XNLI_LANGS = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
 PAWSX_LANGS = ["en", "de", "es", "fr", "ja", "ko", "zh"]
@@ -58,6 +70,32 @@ class XtremeLoader:
     reader: str  # readers.READERS key
     reader_kwargs: tuple[tuple[str, Any], ...]
     markers: tuple[str, ...]  # folders of an XTREME download dir that this task reads
+
+    def data_key(self, split: str, lang: str, ctx: LoadContext) -> str | None:
+        """Names this split's raw data exactly: the source, the readers' version and the real paths and contents
+        of the files it reads (``xtuner.data.identity``). None for the online hub (datasets fingerprints it) and
+        when the split cannot be found (loading then raises the full error)."""
+        try:
+            source = resolve_source(self.task, self.markers, ctx)
+            if source == "xtreme":
+                assert ctx.data_dir is not None
+                path, id_prefix = first_file(self.files(split, lang, Path(ctx.data_dir)))
+                files, what = [path], f"id_prefix={id_prefix}"
+            elif source == "local":
+                part = find_local(self.task, split, lang, ctx)
+                files, what = list(part.paths), f"{part.kind}[{part.split}]"
+            else:
+                part = self.hub(split, lang, ctx.options.get("hub_repo"))
+                mirror = hub_mirror(ctx)
+                if mirror is None:
+                    return None
+                files, what = mirror_files(part, mirror), part.describe()
+        except XtunerError:
+            return None
+        return (
+            f"{self.task}:{split}:{lang}:source={source}:{what}:reader=v{READER_VERSION}:"
+            f"files={path_fingerprint(*files)}"
+        )
 
     def __call__(self, split: str, lang: str, ctx: LoadContext) -> Dataset:
         source = resolve_source(self.task, self.markers, ctx)
@@ -114,6 +152,7 @@ def _task(
             source_lang="en",
             family=family,
             description=description,
+            data_key=loader.data_key,
         )
     )
 
