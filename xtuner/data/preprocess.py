@@ -18,7 +18,8 @@ Design:
   inside the window, or there is no answer), so en-dev loss is computable. Eval features also keep
   `example_id` and `offset_mapping` with None for every non-context token (special and question tokens).
   A question too long to leave `doc_stride + 1` context tokens in a window is cut (at a token boundary of its
-  own text) so that windowing always progresses; run_qa.py would crash on it instead.
+  own text, always strictly shorter, so the cut ends) so that windowing always progresses; run_qa.py would crash
+  on it instead.
 
 Bump PREPROCESS_VERSION whenever the output of any function here changes: it is part of the cache key.
 """
@@ -33,7 +34,7 @@ from datasets import Features, List, Value
 from xtuner.errors import XtunerError
 from xtuner.tasks.base import HeadType, Task
 
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: overlong questions are cut where the old cut did not shorten them
 IGNORE_INDEX = -100  # label of positions that carry no loss (torch CrossEntropyLoss ignore_index)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 LABEL_COLUMNS = ("labels", "start_positions", "end_positions")
@@ -256,20 +257,30 @@ def answer_token_span(
 
 
 def _fit_questions(questions: list[str], tokenizer: Any, budget: int) -> list[str]:
-    """Cut questions longer than `budget` tokens at the end of their budget-th token (rare; see module doc).
-    Re-tokenizing a cut prefix can, rarely, give more tokens: repeat until it fits (the text shrinks each time)."""
+    """Cut questions longer than `budget` tokens to a prefix that fits (rare; see module doc). Each round cuts
+    every still-too-long question to a strictly shorter prefix (`_shorter`), so the loop always ends: at worst
+    at the empty string, which has no tokens. Re-tokenizing a prefix can give more tokens than the same prefix
+    had inside the whole question; the next round then cuts again."""
     out = list(questions)
     todo = list(range(len(out)))
     while todo:
         enc = tokenizer([out[i] for i in todo], add_special_tokens=False, return_offsets_mapping=True)
         still = []
         for i, ids, offs in zip(todo, enc["input_ids"], enc["offset_mapping"], strict=True):
-            if len(ids) <= budget:
-                continue
-            cut = out[i][: offs[budget - 1][1]]
-            if len(cut) >= len(out[i]):
-                raise XtunerError(f"QA: cannot shorten question {out[i]!r} to {budget} tokens")
-            out[i] = cut
-            still.append(i)
+            if len(ids) > budget:
+                out[i] = _shorter(out[i], offs, budget)
+                still.append(i)
         todo = still
     return out
+
+
+def _shorter(text: str, offsets: list[tuple[int, int]], budget: int) -> str:
+    """A strictly shorter prefix of `text`, cut at a token boundary no later than the end of token `budget`.
+    The end of that token does not always shorten the text: tokens can share one offset (XLM-R's lone "▁" and
+    the character after it), or one token can cover the rest of the text. Then the latest token boundary inside
+    the text that comes before the end of token `budget` is used, and failing that, one character less."""
+    end = offsets[budget - 1][1]
+    if 0 < end < len(text):
+        return text[:end]
+    bounds = [b for s, e in offsets[: budget + 1] for b in (s, e) if 0 < b < len(text) and b <= end]
+    return text[: max(bounds, default=len(text) - 1)]
