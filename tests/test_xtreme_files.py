@@ -138,7 +138,8 @@ def test_label_stripped_test_files_raise_naming_file_and_alternatives(
         get_task(name).load("test", lang, ctx)
     msg = str(err.value)
     assert str(FIXTURES / "unlabeled" / path) in msg
-    assert "strips the labels" in msg and "source='hub'" in msg and "'validation'" in msg
+    assert "strips the labels" in msg and "test_data: hub" in msg and "test_data: release:<folder>" in msg
+    assert "eval_split: validation" in msg and "xnli.test.tsv" in msg and "test_2k.tsv" in msg
     assert not list((tmp_path).rglob("*.arrow"))  # nothing half-written to the cache
 
 

@@ -108,6 +108,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Features({"tokens": List(S), "ner_tags": List(ClassLabel(names=list(PANX_TAGS))), "langs": List(S)}),
     )
     _put(x / "SQuAD" / "train-00000-of-00001.parquet", _qa(["s1", "s2"], ["Paris", "Italy"]), XTREME_QA)
+    _put(x / "SQuAD" / "validation-00000-of-00001.parquet", _qa(["sd1"], ["Rome"]), XTREME_QA)
     xq = _qa(["x1"], ["Rom"], "Paris liegt in Frankreich und Rom in Italien.")
     del xq["title"]
     _put(x / "XQuAD.de" / "validation-00000-of-00001.parquet", xq, XQUAD_QA)
@@ -207,7 +208,9 @@ def test_qa_configs(mirror: Path, tmp_path: Path) -> None:
     ty = get_task("tydiqa")
     assert ty.load("test", "en", ctx)["id"] == ["english-1-0", "english-3-0"]  # not "englishman-..."
     assert ty.load("test", "ar", ctx)["id"] == ["arabic-2-0"]
-    assert ty.load("validation", "en", ctx)["id"] == ["english-1-0", "english-3-0"]
+    assert ty.load("validation", "en", ctx)["id"] == ["sd1"]  # no GoldP en dev apart from test: SQuAD dev
+    with pytest.raises(XtunerError, match="no validation data in 'ar'.*eval_split 'validation' is not possible"):
+        ty.load("validation", "ar", ctx)
     with pytest.raises(
         XtunerError, match=r"google/xtreme \[MLQA.en.en/test\] row 0: question has no gold answer"
     ):

@@ -8,7 +8,7 @@ register through the ``xtuner.tasks`` entry-point group (the entry point is a mo
 from __future__ import annotations
 
 from xtuner.registry import Registry
-from xtuner.tasks.base import SPLITS, HeadType, LoadContext, Task
+from xtuner.tasks.base import EVAL_SPLITS, SPLITS, HeadType, LoadContext, Task, parse_split_source
 
 TASKS: Registry[Task] = Registry(
     "task", package=__name__, path=__path__, group="xtuner.tasks", skip=("base", "schemas")
@@ -27,4 +27,7 @@ def task_names() -> list[str]:
     return TASKS.names()
 
 
-__all__ = ["SPLITS", "TASKS", "HeadType", "LoadContext", "Task", "get_task", "register_task", "task_names"]
+__all__ = [
+    "EVAL_SPLITS", "SPLITS", "TASKS", "HeadType", "LoadContext", "Task", "get_task", "parse_split_source",
+    "register_task", "task_names",
+]  # fmt: skip

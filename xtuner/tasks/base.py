@@ -26,13 +26,57 @@ class HeadType(StrEnum):
     EXTRACTIVE_QA = "extractive_qa"
 
 
+EVAL_SPLITS = ("test", "validation")  # what a trial evaluates zero-shot on (`eval_split`)
+SPLIT_SOURCES = ("hub", "xtreme", "local", "release")  # source kinds a split can name
+
+
+def parse_split_source(value: str) -> tuple[str | None, Path | None]:
+    """A per-split source setting as (kind or None = detect, folder or None): ``hub``, ``<folder>``, or
+    ``<kind>:<folder>`` with kind xtreme, local or release. Raises XtunerError on anything else."""
+    text = str(value).strip()
+    if text == "hub":
+        return "hub", None
+    kind, sep, rest = text.partition(":")
+    if sep and kind in SPLIT_SOURCES and kind != "hub":
+        if not rest.strip():
+            raise XtunerError(f"data source {text!r}: give a folder after {kind + ':'!r}")
+        return kind, Path(rest.strip()).expanduser()
+    if sep and kind.isalpha() and len(kind) > 1 and "/" not in kind:  # looks like an unknown kind
+        raise unknown_name("data source kind", kind, [k for k in SPLIT_SOURCES if k != "hub"])
+    if not text:
+        raise XtunerError("empty data source: give hub, a folder, or xtreme:|local:|release:<folder>")
+    return None, Path(text).expanduser()
+
+
+def absolute_split_source(value: str) -> str:
+    """`value` with its folder made absolute (symlinks resolved); the folder must exist."""
+    kind, folder = parse_split_source(value)
+    if folder is None:
+        return str(kind)
+    if not folder.is_dir():
+        raise XtunerError(f"{str(folder)!r} is not a directory")
+    return f"{kind}:{folder.resolve()}" if kind else str(folder.resolve())
+
+
 @dataclass(frozen=True)
 class LoadContext:
-    """Where a loader may look for data. `data_dir` is an XTREME `download/` folder or local parquet files."""
+    """Where a loader may look for data. `data_dir` is an XTREME `download/` folder, a labelled release's folder or
+    local parquet files. `splits` maps a split to its own source (``parse_split_source``), e.g. ``{"test":
+    "hub"}`` or ``{"test": "release:/data/XNLI-1.0"}``; the other splits use `data_dir`."""
 
     data_dir: Path | None = None
     cache_dir: Path | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    splits: Mapping[str, str] = field(default_factory=dict)
+
+    def for_split(self, split: str) -> LoadContext:
+        """The context one split loads with: its own source when `splits` names one, else this one."""
+        value = self.splits.get(split)
+        if not value:
+            return LoadContext(self.data_dir, self.cache_dir, self.options)
+        kind, folder = parse_split_source(value)
+        options = {**self.options, "source": kind or "auto"}  # a named source is never overridden by the env
+        return LoadContext(folder, self.cache_dir, options)
 
 
 # loader(split, lang, ctx) -> datasets.Dataset in the task's hub schema
@@ -86,7 +130,7 @@ class Task:
         """Load one split of one language in the hub schema; raises XtunerError on unknown split/lang."""
         self.check_split(split)
         self.check_language(lang)
-        ds = self.loader(split, lang, ctx or LoadContext())
+        ds = self.loader(split, lang, (ctx or LoadContext()).for_split(split))
         if ds.features != self.features:
             raise XtunerError(
                 f"task {self.name!r} {split}/{lang}: loaded features {ds.features} differ from the task schema "
@@ -100,7 +144,7 @@ class Task:
         is named by its real path and content (symlinked folders followed; correct, but it reads the whole
         folder: an outside task that reads few files of a big folder should give a `data_key`); the hub by
         nothing (its datasets are fingerprinted by `datasets`)."""
-        ctx = ctx or LoadContext()
+        ctx = (ctx or LoadContext()).for_split(split)
         if self.data_key is not None:
             return self.data_key(split, lang, ctx)
         if ctx.data_dir is not None:

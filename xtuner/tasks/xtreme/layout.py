@@ -2,8 +2,10 @@
 
 Splits: "train" is the English training set (SQuAD v1.1 for xquad and mlqa, the English GoldP train for tydiqa);
 "validation" is the dev set (for en: the English dev used for model selection -- SQuAD v1.1 dev for xquad, MLQA
-en dev for mlqa, TyDiQA-GoldP en dev for tydiqa); "test" is the XTREME test set of a language (XQuAD's only
-split; TyDiQA-GoldP's dev set, which XTREME uses as its test set, so tydiqa validation/en == test/en).
+en dev for mlqa, SQuAD v1.1 dev for tydiqa); "test" is the XTREME test set of a language (XQuAD's only
+split; TyDiQA-GoldP's dev set, which XTREME uses as its test set). TyDiQA-GoldP has no English dev set apart
+from its test set, so tydiqa selects on SQuAD v1.1 dev (validation/en) and has no validation set in other
+languages.
 Training data in another language is served where the source has it (e.g. google/xtreme PAN-X), else the error
 says why.
 
@@ -82,12 +84,18 @@ def _squad_hub(task: str, split: str, lang: str) -> HubPart:
     return HubPart(XTREME, "SQuAD", split)
 
 
+XQUAD_NO_DEV = (
+    "XQuAD has only a test set; the en dev set is SQuAD v1.1 dev, so eval_split 'validation' is not possible for "
+    "xquad"
+)
+
+
 def xquad_hub(split: str, lang: str, repo: str | None) -> HubPart:
     repo = _pick(repo, (XTREME, "google/xquad"), "xquad")
     if split == "train":
         return _squad_hub("xquad", split, lang)
     if split == "validation":
-        _en_only("xquad", split, lang, "XQuAD has only a test set; the en dev set is SQuAD v1.1 dev")
+        _en_only("xquad", split, lang, XQUAD_NO_DEV)
         return HubPart(XTREME, "SQuAD", "validation")
     if repo == XTREME:
         return HubPart(XTREME, f"XQuAD.{lang}", "validation")
@@ -101,8 +109,18 @@ def mlqa_hub(split: str, lang: str, repo: str | None) -> HubPart:
     return HubPart(XTREME, f"MLQA.{lang}.{lang}", split)
 
 
+TYDIQA_NO_DEV = (
+    "TyDiQA-GoldP has only train and dev sets, and XTREME tests on the dev sets: there is no validation set apart "
+    "from the test set, so eval_split 'validation' is not possible for tydiqa (its English selection set is "
+    "SQuAD v1.1 dev; see docs/data.md)"
+)
+
+
 def tydiqa_hub(split: str, lang: str, repo: str | None) -> HubPart:
     _pick(repo, (XTREME,), "tydiqa")
+    if split == "validation":  # no English GoldP dev apart from the test set: select on SQuAD v1.1 dev
+        _en_only("tydiqa", split, lang, TYDIQA_NO_DEV)
+        return HubPart(XTREME, "SQuAD", "validation")
     hub_split = "train" if split == "train" else "validation"  # GoldP dev serves as test
     return HubPart(XTREME, "tydiqa", hub_split, "id", TYDIQA_NAMES[lang], filter_prefix=True)
 
@@ -127,7 +145,7 @@ def _squad_files(task: str, split: str, lang: str, root: Path) -> FilePart:
 
 def xquad_files(split: str, lang: str, root: Path) -> FilePart:
     if split == "validation":
-        _en_only("xquad", split, lang, "XQuAD has only a test set; the en dev set is SQuAD v1.1 dev")
+        _en_only("xquad", split, lang, XQUAD_NO_DEV)
     if split != "test":
         return _squad_files("xquad", split, lang, root)
     return FilePart(((root / "xquad" / f"xquad.{lang}.json", ""),))
@@ -144,11 +162,14 @@ def mlqa_files(split: str, lang: str, root: Path) -> FilePart:
 def tydiqa_files(split: str, lang: str, root: Path) -> FilePart:
     base = root / "tydiqa"
     name = TYDIQA_NAMES[lang]
+    if split == "validation":
+        _en_only("tydiqa", split, lang, TYDIQA_NO_DEV)
+        return FilePart(((root / "squad" / "dev-v1.1.json", ""),))
     if split == "train":
         train = base / "tydiqa-goldp-v1.1-train"
         combined = (train / "tydiqa-goldp-v1.1-train.json", name)  # all languages, ids "<language>-..."
-        return FilePart((combined, (train / f"tydiqa.goldp.{lang}.train.json", "")))
-    dev = base / "tydiqa-goldp-v1.1-dev"
-    return FilePart(
-        ((dev / f"tydiqa.goldp.{lang}.dev.json", ""), (dev / f"tydiqa-goldp-dev-{name}.json", ""))
-    )
+        per_lang = [(train / f"tydiqa.goldp.{lang}.train.json", ""), (train / f"tydiqa.{lang}.train.json", "")]
+        return FilePart((combined, *per_lang))
+    dev = base / "tydiqa-goldp-v1.1-dev"  # XTREME renames tydiqa-goldp-dev-<language>.json (older: tydiqa.<l>.dev)
+    names = (f"tydiqa.goldp.{lang}.dev.json", f"tydiqa.{lang}.dev.json", f"tydiqa-goldp-dev-{name}.json")
+    return FilePart(tuple((dev / n, "") for n in names))

@@ -11,7 +11,8 @@ loads too):
 - qa: SQuAD-style (id, [title], context, question, answers{text, answer_start}); a missing title becomes "".
 
 Labels are mapped by name, so a ClassLabel with another order or a string column works; a label outside the
-task's list, or a missing label (ClassLabel -1, no answer text), raises XtunerError naming the source and row.
+task's list, a missing label (ClassLabel -1, no answer text), or a QA answer that does not match its context at
+its ``answer_start`` raises XtunerError naming the source and row.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from datasets import ClassLabel, Dataset, Features, List
 
 from xtuner.errors import XtunerError
-from xtuner.tasks.xtreme.readers import LABEL_ALIASES, UNLABELED_HINT
+from xtuner.tasks.xtreme.readers import LABEL_ALIASES, UNLABELED_HINT, check_answers
 
 
 def _leaf(feature: Any) -> Any:
@@ -130,12 +131,13 @@ def _qa(ds: Dataset, features: Features, where: str) -> Dataset:
 
     def fn(batch: dict[str, list], idx: list[int]) -> dict[str, list]:
         answers = []
-        for ans, i in zip(batch["answers"], idx, strict=True):
+        for ans, context, i in zip(batch["answers"], batch["context"], idx, strict=True):
             texts, starts = list(ans["text"]), [int(s) for s in ans["answer_start"]]
             if not any(t.strip() for t in texts):
                 raise XtunerError(f"{where} row {i}: question has no gold answer. {UNLABELED_HINT}")
             if len(texts) != len(starts):
                 raise XtunerError(f"{where} row {i}: {len(texts)} answer texts but {len(starts)} starts")
+            check_answers(context, texts, starts, f"{where} row {i}")
             answers.append({"text": texts, "answer_start": starts})
         return {
             "id": [str(x) for x in batch["id"]],

@@ -1,45 +1,58 @@
 """Load every split a sweep needs, once, so that datasets caches them before any trial starts.
 
-For each task: train/en and validation/en (the source language), and test for each evaluation language (all the
-task's languages unless `languages` narrows them). Every load goes through ``Task.load``, so the schema is checked.
-All splits are tried; problems are collected and raised together as one XtunerError, so one run of
-``xtuner data prepare`` lists every missing file or bad label, and nothing is reported ready that did not load.
+For each task: train/en and validation/en (the source language), and the evaluation split (``test``, or
+``validation`` with ``eval_split: validation``) for each evaluation language (all the task's languages unless
+`languages` narrows them). Every load goes through ``Task.load``, so the schema is checked, and each split is read
+from its own source when the context names one (``LoadContext.splits``). All splits are tried; problems are
+collected and raised together as one XtunerError, so one run of ``xtuner data prepare`` lists every missing file or
+bad label, and nothing is reported ready that did not load.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from xtuner.errors import XtunerError, unknown_name
 from xtuner.tasks import get_task
-from xtuner.tasks.base import LoadContext, Task
+from xtuner.tasks.base import EVAL_SPLITS, LoadContext, Task
 
 Prepared = tuple[Task, str, str, int]  # (task, split, lang, rows)
 
 
-def needed_splits(task: Task, languages: Iterable[str] | None = None) -> list[tuple[str, str]]:
-    """(split, lang) pairs a zero-shot trial of `task` reads, in a deterministic order."""
+@dataclass(frozen=True)
+class Job:
+    """One task's data as a trial reads it: where from, which test languages, which evaluation split."""
+
+    task: str
+    ctx: LoadContext
+    languages: tuple[str, ...] | None = None  # None = all of the task's languages
+    eval_split: str = "test"
+
+
+def needed_splits(
+    task: Task, languages: Iterable[str] | None = None, eval_split: str = "test"
+) -> list[tuple[str, str]]:
+    """(split, lang) pairs a zero-shot trial of `task` reads, in a deterministic order, without repeats."""
+    if eval_split not in EVAL_SPLITS:
+        raise unknown_name("eval_split", eval_split, EVAL_SPLITS)
     langs = sorted(set(languages)) if languages is not None else list(task.languages)
     for lang in langs:
         task.check_language(lang)
     src = task.source_lang
-    return [("train", src), ("validation", src)] + [("test", lang) for lang in langs]
+    pairs = [("train", src), ("validation", src)] + [(eval_split, lang) for lang in langs]
+    return list(dict.fromkeys(pairs))
 
 
-def prepare(
-    task_names: list[str], ctx: LoadContext, languages: Mapping[str, Iterable[str]] | None = None
-) -> list[Prepared]:
-    """Load (and cache) every split of `task_names`; `languages` maps a task name to its test languages."""
-    names = sorted(set(task_names))
-    tasks = [get_task(n) for n in names]
-    languages = dict(languages or {})
-    for key in languages:
-        if key not in names:
-            raise unknown_name("task in the languages mapping", key, names)
-    plan = [(t, split, lang) for t in tasks for split, lang in needed_splits(t, languages.get(t.name))]
+def prepare_jobs(jobs: Iterable[Job]) -> list[Prepared]:
+    """Load (and cache) every split of every job; one XtunerError lists every split that failed."""
+    plan = []
+    for job in jobs:
+        task = get_task(job.task)
+        plan += [(task, split, lang, job.ctx) for split, lang in needed_splits(task, job.languages, job.eval_split)]
     done: list[Prepared] = []
     problems: list[str] = []
-    for task, split, lang in plan:
+    for task, split, lang, ctx in plan:
         try:
             done.append((task, split, lang, len(task.load(split, lang, ctx))))
         except XtunerError as e:
@@ -49,3 +62,20 @@ def prepare(
             f"{len(problems)} of {len(plan)} splits failed to load:\n  " + "\n  ".join(problems)
         )
     return done
+
+
+def prepare(
+    task_names: list[str], ctx: LoadContext, languages: Mapping[str, Iterable[str]] | None = None,
+    eval_split: str = "test",
+) -> list[Prepared]:
+    """Load (and cache) every split of `task_names`; `languages` maps a task name to its test languages."""
+    names = sorted(set(task_names))
+    for name in names:
+        get_task(name)  # an unknown name fails before anything loads
+    languages = dict(languages or {})
+    for key in languages:
+        if key not in names:
+            raise unknown_name("task in the languages mapping", key, names)
+    return prepare_jobs(
+        Job(n, ctx, tuple(languages[n]) if n in languages else None, eval_split) for n in names
+    )

@@ -31,9 +31,39 @@ READER_VERSION = 2
 LABEL_ALIASES = {"contradictory": "contradiction"}
 
 UNLABELED_HINT = (
-    "XTREME's download script strips the labels of test files; load labelled test data from the hub "
-    "(LoadContext.options source='hub', or no data_dir) or evaluate on the 'validation' split"
+    "XTREME's download script strips the labels of its test files (and of TyDiQA-GoldP dev). Take the test "
+    "split from a labelled source: test_data: hub (the Hugging Face hub, or source='hub'), test_data: "
+    "release:<folder> (the original release: XNLI-1.0/xnli.test.tsv, PAWS-X x-final/<lang>/test_2k.tsv, "
+    "tydiqa-goldp-v1.1-dev.json, XQuAD xquad.<lang>.json, MLQA_V1/), or test_data: <folder> with labelled files in "
+    "this layout; or evaluate zero-shot on the dev sets with eval_split: validation (the English score is then "
+    "the selection set itself). See docs/data.md"
 )
+
+
+def not_utf8(path: str) -> XtunerError:
+    """The error for a text file that is not UTF-8, naming the line and offset of its first bad byte."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        return XtunerError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save it as UTF-8"
+        )
+    return XtunerError(f"{path}: not UTF-8 text")
+
+
+def check_answers(context: str, texts: list[str], starts: list[int], where: str) -> None:
+    """Every answer must lie inside its context and match the context's text there (else it would be trained
+    and scored as "no answer" without a word)."""
+    for k, (text, start) in enumerate(zip(texts, starts, strict=True)):
+        if not 0 <= start <= len(context) - len(text) or context[start : start + len(text)] != text:
+            there = context[start : start + len(text)] if 0 <= start < len(context) else "(outside the context)"
+            raise XtunerError(
+                f"{where}: answer {k} {text!r} at answer_start {start} does not match its context "
+                f"({len(context)} characters; the text there is {there!r})"
+            )
 
 
 def _label_id(value: str, labels: tuple[str, ...], where: str) -> int:
@@ -73,6 +103,8 @@ def read_pairs(
                 yield out
         except csv.Error as e:
             raise XtunerError(f"{path}:{reader.line_num}: malformed line: {e}") from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
     if n == 0:
         raise XtunerError(f"{path}: no examples in the file")
 
@@ -92,7 +124,8 @@ def read_tags(
         return row
 
     with open(path, encoding="utf-8-sig") as f:
-        for lineno, raw in enumerate(f, start=1):
+        lines = _lines(f, path)
+        for lineno, raw in enumerate(lines, start=1):
             line = raw.rstrip("\r\n")
             if not line.strip():
                 if tokens:
@@ -119,12 +152,21 @@ def read_tags(
         raise XtunerError(f"{path}: no sentences in the file")
 
 
+def _lines(f: Any, path: str) -> Iterator[str]:
+    try:
+        yield from f
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+
+
 def _load_json(path: str) -> Any:
     try:
         with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise XtunerError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
 
 
 def read_squad(path: str, stamp: str, id_prefix: str) -> Iterator[dict[str, Any]]:
@@ -152,6 +194,7 @@ def read_squad(path: str, stamp: str, id_prefix: str) -> Iterator[dict[str, Any]
                     if not any(t.strip() for t in texts):
                         first = "has no gold answers" if n == 0 else f"question {qid!r} has no gold answer"
                         raise XtunerError(f"{path} {first}. {UNLABELED_HINT}")
+                    check_answers(context, texts, starts, f"{path} row {n} (question {qid!r}, {loc})")
                     n += 1
                     yield {
                         "id": qid,

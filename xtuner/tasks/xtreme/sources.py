@@ -1,9 +1,11 @@
 """The three data sources of the XTREME tasks, and how one is picked.
 
-Picking (per task): ``LoadContext.options["source"]`` (or env ``XTUNER_DATA_SOURCE``) = "hub" | "xtreme" | "local"
-wins. Otherwise: no ``data_dir`` -> hub; ``<data_dir>/<task>/`` holding parquet files or ``save_to_disk`` folders
--> local; ``data_dir`` holding the task's XTREME folder (e.g. ``xnli/``, ``squad/``) -> xtreme; else an error that
-names both expected layouts.
+Picking (per task and split; ``LoadContext.for_split`` gives a split its own folder and source):
+``LoadContext.options["source"]`` (or env ``XTUNER_DATA_SOURCE``) = "hub" | "xtreme" | "local" | "release" wins.
+Otherwise: no ``data_dir`` -> hub; ``<data_dir>/<task>/`` holding parquet files or ``save_to_disk`` folders -> local;
+``data_dir`` holding the task's XTREME folder (e.g. ``xnli/``, ``squad/``) -> xtreme; ``data_dir`` holding the
+task's original release (``releases.RELEASE_MARKERS``, e.g. ``XNLI-1.0/``, ``x-final/``) -> release; else an error
+that names the expected layouts.
 
 - hub: ``datasets.load_dataset(repo, config, split=...)``. ``options["hub_mirror"]`` (or env
   ``XTUNER_HUB_MIRROR``) replaces the hub by a local folder with the repos' parquet layout,
@@ -12,6 +14,7 @@ names both expected layouts.
   then go through the very same filtering and normalisation.
 - xtreme: files of an XTREME ``download/`` folder, parsed by ``readers`` via ``Dataset.from_generator`` (cached
   by datasets, keyed on the file's real path and content).
+- release: the labelled original release files (``releases``), e.g. XNLI 1.0 ``xnli.test.tsv``.
 - local: ``<data_dir>/<task>/<split>-<lang>.parquet`` (or ``<split>-<lang>-*.parquet``), a ``save_to_disk``
   folder ``<data_dir>/<task>/<split>-<lang>/``, or a saved DatasetDict ``<data_dir>/<task>/<lang>/`` holding the
   split; any hub schema ``normalise`` accepts. Parquet (here and in a hub mirror) is read with pyarrow, without
@@ -21,7 +24,7 @@ names both expected layouts.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +36,9 @@ from datasets.table import InMemoryTable
 from xtuner.data.identity import file_identity
 from xtuner.errors import XtunerError, unknown_name
 from xtuner.tasks.base import LoadContext
-from xtuner.tasks.xtreme.readers import READERS
+from xtuner.tasks.xtreme.readers import read_squad
 
-SOURCES = ("hub", "xtreme", "local")
+SOURCES = ("hub", "xtreme", "local", "release")
 _DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 
 
@@ -86,8 +89,16 @@ def _looks_local(folder: Path) -> bool:
     return any((sub / m).is_file() for sub in folder.iterdir() if sub.is_dir() for m in _DISK_MARKERS)
 
 
-def resolve_source(task: str, xtreme_markers: tuple[str, ...], ctx: LoadContext) -> str:
-    chosen = _option(ctx, "source", "XTUNER_DATA_SOURCE")
+def resolve_source(
+    task: str, xtreme_markers: tuple[str, ...], ctx: LoadContext, release_markers: tuple[str, ...] = ()
+) -> str:
+    """The source one load uses (module doc). ``options["source"] == "auto"`` (a per-split folder) detects it
+    from the folder alone, ignoring ``XTUNER_DATA_SOURCE``."""
+    chosen = ctx.options.get("source") or None
+    if chosen == "auto":
+        chosen = None
+    elif chosen is None:
+        chosen = os.environ.get("XTUNER_DATA_SOURCE") or None
     if chosen:
         if chosen not in SOURCES:
             raise unknown_name("data source", chosen, SOURCES)
@@ -103,9 +114,12 @@ def resolve_source(task: str, xtreme_markers: tuple[str, ...], ctx: LoadContext)
         return "local"
     if any((root / m).exists() for m in xtreme_markers):
         return "xtreme"
+    if any(next(root.glob(m), None) is not None for m in release_markers):
+        return "release"
+    release = f", the original release ({', '.join(release_markers)})" if release_markers else ""
     raise XtunerError(
         f"no data for task {task!r} under data_dir {root}: expected an XTREME download folder "
-        f"(one of {', '.join(str(root / m) for m in xtreme_markers)}) or local parquet/save_to_disk data "
+        f"(one of {', '.join(str(root / m) for m in xtreme_markers)}){release} or local parquet/save_to_disk data "
         f"({root / task}/<split>-<lang>.parquet); set LoadContext.options source='hub' to use the hub"
     )
 
@@ -170,18 +184,17 @@ def first_file(part: FilePart) -> tuple[Path, str]:
 
 
 def fetch_files(
-    part: FilePart, reader: str, reader_kwargs: dict[str, Any], features: Features, ctx: LoadContext
+    part: FilePart, reader: Callable[..., Iterator[dict[str, Any]]], reader_kwargs: dict[str, Any],
+    features: Features, ctx: LoadContext,
 ) -> Dataset:
     """Parse the first existing candidate file with `reader` into an Arrow-cached Dataset. The datasets cache is
     keyed on the file's real path and content (`file_identity`), so a replaced file is parsed again."""
     path, id_prefix = first_file(part)
     kwargs = {"path": str(path.absolute()), "stamp": file_identity(path), **reader_kwargs}
-    if reader == "squad":
+    if reader is read_squad:
         kwargs["id_prefix"] = id_prefix
     try:
-        return Dataset.from_generator(
-            READERS[reader], features=features, gen_kwargs=kwargs, cache_dir=_cache(ctx)
-        )
+        return Dataset.from_generator(reader, features=features, gen_kwargs=kwargs, cache_dir=_cache(ctx))
     except Exception as e:
         inner = _unwrap(e)
         if inner is e:

@@ -32,8 +32,10 @@ from xtuner.tasks.schemas import (
 )
 from xtuner.tasks.xtreme import layout
 from xtuner.tasks.xtreme.normalise import normalise
-from xtuner.tasks.xtreme.readers import READER_VERSION
+from xtuner.tasks.xtreme.readers import READER_VERSION, READERS
+from xtuner.tasks.xtreme.releases import RELEASE_MARKERS, RELEASE_READERS, RELEASES
 from xtuner.tasks.xtreme.sources import (
+    FilePart,
     fetch_files,
     fetch_hub,
     fetch_local,
@@ -44,6 +46,7 @@ from xtuner.tasks.xtreme.sources import (
     resolve_source,
 )
 
+ALL_READERS = {**READERS, **RELEASE_READERS}
 XNLI_LANGS = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
 PAWSX_LANGS = ["en", "de", "es", "fr", "ja", "ko", "zh"]
 UDPOS_LANGS = sorted(layout.UDPOS_NAMES)
@@ -67,29 +70,51 @@ class XtremeLoader:
     labels: tuple[str, ...]
     hub: layout.HubMap
     files: layout.FileMap
-    reader: str  # readers.READERS key
+    reader: str  # readers.READERS key (XTREME download folder)
     reader_kwargs: tuple[tuple[str, Any], ...]
     markers: tuple[str, ...]  # folders of an XTREME download dir that this task reads
+
+    def _source(self, ctx: LoadContext) -> str:
+        return resolve_source(self.task, self.markers, ctx, RELEASE_MARKERS.get(self.task, ()))
+
+    def _file_plan(self, split: str, lang: str, ctx: LoadContext, source: str) -> tuple[FilePart, str, dict]:
+        """(candidate files, reader name, reader kwargs) of a split read from files (xtreme or release)."""
+        assert ctx.data_dir is not None
+        root = Path(ctx.data_dir)
+        if source == "xtreme":
+            kwargs = dict(self.reader_kwargs)
+            if self.reader == "tags":
+                kwargs["lang"] = lang
+            return self.files(split, lang, root), self.reader, kwargs
+        release = RELEASES.get(self.task)
+        if release is None:
+            raise XtunerError(
+                f"task {self.task!r} has no reader for its original release: take its {split} split from the hub "
+                f"({split}_data: hub), an XTREME download folder or local parquet (docs/data.md)"
+            )
+        rp = release(split, lang, root)
+        kwargs = dict(rp.kwargs) if rp.reader == "squad" else {**rp.kwargs, "labels": self.labels}
+        return rp.part, rp.reader, kwargs
 
     def data_key(self, split: str, lang: str, ctx: LoadContext) -> str | None:
         """Names this split's raw data exactly: the source, the readers' version and the real paths and contents
         of the files it reads (``xtuner.data.identity``). None for the online hub (datasets fingerprints it) and
         when the split cannot be found (loading then raises the full error)."""
         try:
-            source = resolve_source(self.task, self.markers, ctx)
-            if source == "xtreme":
-                assert ctx.data_dir is not None
-                path, id_prefix = first_file(self.files(split, lang, Path(ctx.data_dir)))
-                files, what = [path], f"id_prefix={id_prefix}"
+            source = self._source(ctx)
+            if source in ("xtreme", "release"):
+                part, reader, _ = self._file_plan(split, lang, ctx, source)
+                path, id_prefix = first_file(part)
+                files, what = [path], f"{reader}:id_prefix={id_prefix}"
             elif source == "local":
-                part = find_local(self.task, split, lang, ctx)
-                files, what = list(part.paths), f"{part.kind}[{part.split}]"
+                local = find_local(self.task, split, lang, ctx)
+                files, what = list(local.paths), f"{local.kind}[{local.split}]"
             else:
-                part = self.hub(split, lang, ctx.options.get("hub_repo"))
+                hub = self.hub(split, lang, ctx.options.get("hub_repo"))
                 mirror = hub_mirror(ctx)
                 if mirror is None:
                     return None
-                files, what = mirror_files(part, mirror), part.describe()
+                files, what = mirror_files(hub, mirror), hub.describe()
         except XtunerError:
             return None
         return (
@@ -98,19 +123,15 @@ class XtremeLoader:
         )
 
     def __call__(self, split: str, lang: str, ctx: LoadContext) -> Dataset:
-        source = resolve_source(self.task, self.markers, ctx)
-        if source == "xtreme":
-            assert ctx.data_dir is not None
-            part = self.files(split, lang, Path(ctx.data_dir))
-            kwargs = dict(self.reader_kwargs)
-            if self.reader == "tags":
-                kwargs["lang"] = lang
-            return fetch_files(part, self.reader, kwargs, self.features, ctx)
+        source = self._source(ctx)
+        if source in ("xtreme", "release"):
+            part, reader, kwargs = self._file_plan(split, lang, ctx, source)
+            return fetch_files(part, ALL_READERS[reader], kwargs, self.features, ctx)
         if source == "local":
             ds, where = fetch_local(self.task, split, lang, ctx)
         else:
-            part = self.hub(split, lang, ctx.options.get("hub_repo"))
-            ds, where = fetch_hub(part, ctx), part.describe()
+            hub = self.hub(split, lang, ctx.options.get("hub_repo"))
+            ds, where = fetch_hub(hub, ctx), hub.describe()
         return normalise(
             ds, family=self.family, features=self.features, labels=self.labels, lang=lang, where=where
         )
@@ -196,6 +217,7 @@ MLQA = _task(
 )  # fmt: skip
 TYDIQA = _task(
     "tydiqa", "qa", _QA, TYDIQA_LANGS, QA_FEATURES, (), squad_v1, "f1", ("question", "context"), None,
-    layout.tydiqa_hub, layout.tydiqa_files, "squad", {}, ("tydiqa",),
-    "TyDiQA-GoldP: extractive QA, trained on the English GoldP train set, tested on the GoldP dev sets.",
+    layout.tydiqa_hub, layout.tydiqa_files, "squad", {}, ("tydiqa", "squad"),
+    "TyDiQA-GoldP: extractive QA, trained on the English GoldP train set, selected on SQuAD v1.1 dev, tested on "
+    "the GoldP dev sets.",
 )  # fmt: skip
