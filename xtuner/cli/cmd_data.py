@@ -1,4 +1,5 @@
-"""`xtuner data inspect TASK --lang L --split S`: row count and one example of a split."""
+"""`xtuner data inspect TASK --lang L --split S`: row count and one example of a split; `xtuner data prepare SPEC`:
+load (and cache) every split a sweep reads."""
 
 from __future__ import annotations
 
@@ -29,26 +30,41 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def prepare(args: argparse.Namespace) -> int:
-    """Run before a sweep (on a cluster: on the head), so that trials never race to download."""
+    """Run before a sweep (on a cluster: on the head), so that trials never race to download. Each task's data
+    is loaded as its trials will read it: data_dir, per-split sources, languages and eval_split from the spec
+    (top level, trial: and tasks.<task>.trial:)."""
     from xtuner.cli.common import parse_set
+    from xtuner.sweep.space import build_plan
     from xtuner.sweep.spec import load_spec
-    from xtuner.tasks import LoadContext
-    from xtuner.tasks.xtreme.prepare import prepare as prepare_splits
+    from xtuner.tasks.xtreme.prepare import Job, prepare_jobs
 
-    spec = load_spec(args.spec, parse_set(args.set))
-    data_dir = args.data_dir or (Path(spec.data_dir).expanduser() if spec.data_dir else None)
-    languages = {}
-    for name, override in spec.tasks.items():
-        langs = (override.trial or {}).get("languages") or spec.trial.get("languages")
-        if langs:
-            languages[name] = langs
-    done = prepare_splits(list(spec.tasks), LoadContext(data_dir=data_dir), languages)
+    overrides = parse_set(args.set)
+    if args.data_dir:
+        overrides["data_dir"] = str(args.data_dir)
+    spec = load_spec(args.spec, overrides)
+    jobs: dict[tuple, Job] = {}
+    for group in build_plan(spec).groups.values():
+        job = _job(group.task, group.fixed)
+        jobs.setdefault((job.task, job.ctx.data_dir, tuple(sorted(job.ctx.splits.items())), job.languages,
+                         job.eval_split), job)  # fmt: skip
+    done = prepare_jobs(jobs.values())
     for task, split, lang, rows in done:
         print(f"  {task.name:14s} {split:10s} {lang:4s} {rows:>8,d} rows")
     print(
         f"all {len(done)} splits of {len(spec.tasks)} task(s) load; downloads, if any, are now in the datasets cache"
     )
     return 0
+
+
+def _job(task: str, fixed: dict):
+    """The data a trial of `task` with these fixed settings reads."""
+    from xtuner.tasks import LoadContext
+    from xtuner.tasks.xtreme.prepare import Job
+
+    splits = {s: fixed[f"{s}_data"] for s in ("train", "validation", "test") if fixed.get(f"{s}_data")}
+    data_dir = Path(fixed["data_dir"]) if fixed.get("data_dir") else None
+    langs = tuple(fixed["languages"]) if fixed.get("languages") else None
+    return Job(task, LoadContext(data_dir=data_dir, splits=splits), langs, fixed.get("eval_split", "test"))
 
 
 def inspect(args: argparse.Namespace) -> int:

@@ -21,7 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--data-dir", help="XTREME download/ dir or local parquet files (real tasks)")
+    p.add_argument("--data-dir", help="XTREME download/ dir, an original release or local parquet files (real tasks)")
+    for split in ("train", "validation", "test"):
+        p.add_argument(f"--{split}-data", metavar="SOURCE",
+                       help=f"the {split} split's own source: hub, a folder, or xtreme:|local:|release:<folder>")  # fmt: skip
+    p.add_argument(
+        "--eval-split", choices=("test", "validation"),
+        help="evaluate zero-shot on test (default) or on the dev sets (when test labels are missing)",
+    )  # fmt: skip
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any trial or method setting"
     )
@@ -61,13 +68,16 @@ def run(args: argparse.Namespace) -> int:
         config["psl"] = args.psl
     if args.data_dir:
         config["data_dir"] = args.data_dir
+    for key in ("train_data", "validation_data", "test_data", "eval_split"):
+        if getattr(args, key):
+            config[key] = getattr(args, key)
     config.update(parse_set(args.set))
     if not args.json:
         print(f"trial: {args.task} / {args.method} / {config['model']} / lr {config['lr']}", file=sys.stderr)
     result = run_trial(config, ConsoleReporter(quiet=args.json))
     if args.json:
-        keys = ("task", "method", "main_metric", "test", "avg", "gap", "dev", "trainable_params", "total_params",
-                "train_seconds", "eval_seconds")  # fmt: skip
+        keys = ("task", "method", "eval_split", "main_metric", "test", "avg", "gap", "dev", "trainable_params",
+                "total_params", "train_seconds", "eval_seconds")  # fmt: skip
         print(json.dumps({k: result[k] for k in keys}))
         return 0
     print_result(result)
@@ -80,7 +90,9 @@ def print_result(result: dict) -> None:
 
     main = result["main_metric"]
     metrics = sorted({m for scores in result["test"].values() for m in scores})
-    table = Table(title=f"{result['task']} / {result['method']}: zero-shot test (selected on en dev)")
+    split = result.get("eval_split", "test")
+    on = "test" if split == "test" else "on the dev sets (eval_split validation)"
+    table = Table(title=f"{result['task']} / {result['method']}: zero-shot {on} (selected on en dev)")
     table.add_column("lang")
     for m in metrics:
         table.add_column(m + (" *" if m == main else ""), justify="right")
@@ -91,6 +103,11 @@ def print_result(result: dict) -> None:
         table.add_row("gap", *(f"{result['gap'][m]:.2f}" for m in metrics), style="bold")
     console = Console()
     console.print(table)
+    if split == "validation":
+        console.print(
+            "eval_split validation: every language is scored on its dev set; the English number is the selection "
+            "set itself (optimistic), and metric names keep the test/<lang>/... form"
+        )
     share = 100 * result["trainable_params"] / max(result["total_params"], 1)
     console.print(
         f"trainable params {result['trainable_params']:,} of {result['total_params']:,} ({share:.3f} %); "

@@ -62,6 +62,9 @@ def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
             )
     console.print(table)
     console.print(f"trials: {plan.n_trials}")
+    splits = sorted({f"{g.task}: {g.fixed.get('eval_split', 'test')}" for g in plan.groups.values()})
+    if any(not s.endswith(": test") for s in splits):
+        console.print(f"eval_split (what test/... metrics are scored on): {', '.join(splits)}")
     for line in resource_plan(plan):
         console.print(line)
 
@@ -171,7 +174,10 @@ def results_tables(state: SweepState) -> list[Table]:
     for task in sorted({r["task"] for r in rows}):
         task_rows = [r for r in rows if r["task"] == task]
         metric = next((r["metric"] for r in task_rows if "metric" in r), "main metric")
-        table = Table(title=f"{task} ({metric}; best config per method chosen on English dev)")
+        title = f"{task} ({metric}; best config per method chosen on English dev)"
+        if eval_split(state, task) != "test":  # scored on the dev sets: say so where the numbers are
+            title += f"\n{EVAL_SPLIT_NOTE[eval_split(state, task)]}"
+        table = Table(title=title)
         cols = ["method"] + (["model"] if several_models else []) + ["best config", "en dev", "en test",
                                                                       "others avg", "gap", "trials"]  # fmt: skip
         for c in cols:
@@ -202,9 +208,26 @@ def results_tables(state: SweepState) -> list[Table]:
     return tables
 
 
+EVAL_SPLIT_NOTE = {
+    "validation": "eval_split validation: 'test' columns are scored on the dev sets; en test is the selection set "
+    "itself (optimistic)",
+    "mixed": "eval_split differs between trials of this task (test and validation): compare with care",
+}
+
+
+def eval_split(state: SweepState, task: str) -> str:
+    """test, validation or mixed: what the trials of `task` scored their test/... metrics on."""
+    splits = {str(r.params.get("eval_split", "test")) for r in state.trials.values() if r.task == task}
+    return splits.pop() if len(splits) == 1 else "mixed"
+
+
 def summary_markdown(state: SweepState) -> str:
-    lines = [f"# sweep {state.name}", "", "| task | method | model | best config | en dev | en test | others avg | gap |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [f"# sweep {state.name}", ""]
+    for task in sorted({r.task for r in state.trials.values()}):
+        if eval_split(state, task) != "test":
+            lines += [f"{task}: {EVAL_SPLIT_NOTE[eval_split(state, task)]}", ""]
+    lines += ["| task | method | model | best config | en dev | en test | others avg | gap |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in best_configs(state):
         cfg = fmt_params(r["config"]) if r["config"] is not None else "-"
         lines.append(f"| {r['task']} | {r['method']} | {r['model']} | {cfg} | {_num(r.get('dev_en'))} | "

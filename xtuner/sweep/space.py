@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from xtuner.errors import XtunerError, unknown_name
 from xtuner.sweep.spec import SweepSpec
+from xtuner.tasks.base import absolute_split_source
 from xtuner.trial.config import TrialConfig
 
 RESERVED = {"task": "tasks:", "model": "model:/models:", "method": "methods:", "seed": "seeds:"}
@@ -35,6 +36,7 @@ FORBIDDEN = {"method_settings": "write method settings in methods.<method>", "ou
              "checkpoints in its storage; trials write to their own temp dirs"}  # fmt: skip
 DISTRIBUTIONS = ("loguniform", "uniform", "randint")
 PATH_SETTINGS = ("data_dir", "cache_dir")
+SOURCE_SETTINGS = ("train_data", "validation_data", "test_data")  # hub | <folder> | <kind>:<folder>
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,10 @@ def build_plan(spec: SweepSpec, *, resolve_models: bool = False) -> SweepPlan:
             str(Path(spec.data_dir).expanduser().resolve()),
             ["data_dir"],
         )
+    if spec.eval_split is not None and "eval_split" in spec.trial:
+        raise spec.error(["eval_split"], "set eval_split either at the top level or in trial:, not both")
+    if "eval_split" not in base:  # always a param of every trial, so MLflow and reports can tell test from dev
+        base["eval_split"], base_origin["eval_split"] = spec.eval_split or "test", ["eval_split"]
     combos = itertools.product(sorted(spec.tasks), sorted(spec.methods), spec.model_names, spec.seeds)
     groups = [_group(spec, f"g{i:02d}", *combo, base, base_origin) for i, combo in enumerate(combos)]
     plan = SweepPlan(spec, {g.key: g for g in groups})
@@ -219,6 +225,11 @@ def _fixed_block(spec: SweepSpec, block: dict[str, Any], loc: list[str]) -> tupl
             raise spec.error(loc + [key], f"unknown trial setting {hint}{extra}")
         if key in PATH_SETTINGS and isinstance(value, str):
             value = str(Path(value).expanduser().resolve())
+        if key in SOURCE_SETTINGS and isinstance(value, str):
+            try:
+                value = absolute_split_source(value)
+            except XtunerError as e:
+                raise spec.error(loc + [key], str(e)) from None
         out[key], origin[key] = value, loc + [key]
     return out, origin
 

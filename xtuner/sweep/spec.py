@@ -98,6 +98,7 @@ class SweepSpec(_Strict):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     storage: str = "./xtuner_results"
     data_dir: str | None = None
+    eval_split: Literal["test", "validation"] | None = None  # None = trial: block, else "test"
     trial: dict[str, Any] = Field(default_factory=dict)
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
     _where: str = PrivateAttr("sweep spec")  # file name for messages

@@ -2,10 +2,10 @@
 
 One parent run per sweep (tags ``xtuner.sweep``, the spec as ``sweep_spec.json``, at the end the best
 configuration per task and method) and one child run per trial (tag ``mlflow.parentRunId``, ``xtuner.trial_id``,
-``xtuner.state``): params are the trial's flat run_trial config (secret-looking ones redacted), ``dev/en/<metric>``
-is stepped per epoch (or per optimizer step when the trial evaluates every ``eval_interval`` steps), the final
-``test/<lang>/<metric>``, ``test/avg/<metric>``, ``test/gap/<metric>`` and ``best/dev/en/<metric>`` are logged once,
-with ``per_language.csv``. Run ids live in the sweep state file, so a resumed sweep reuses its runs. A run
+``xtuner.state``, ``xtuner.eval_split`` = test | validation, what the ``test/...`` metrics were scored on): params
+are the trial's flat run_trial config (secret-looking ones redacted), ``dev/en/<metric>`` is stepped per epoch
+(or per optimizer step when the trial evaluates every ``eval_interval`` steps), the final ``test/<lang>/<metric>``,
+``test/avg/<metric>``, ``test/gap/<metric>`` and ``best/dev/en/<metric>`` are logged once, with ``per_language.csv``. Run ids live in the sweep state file, so a resumed sweep reuses its runs. A run
 written completely is marked in the state (``tracked``); what MLflow lacks is backfilled by `xtuner.sweep.sync`.
 """
 
@@ -108,7 +108,8 @@ class MlflowWriter:
             return
         tags = {"mlflow.parentRunId": state.parent_run_id, "xtuner.trial_id": rec.trial_id,
                 "xtuner.sweep": state.name, "xtuner.state": "running", "xtuner.group": rec.group,
-                "xtuner.task": rec.task, "xtuner.method": rec.method}  # fmt: skip
+                "xtuner.task": rec.task, "xtuner.method": rec.method,
+                "xtuner.eval_split": str(rec.params.get("eval_split", "test"))}  # fmt: skip
         name = f"{rec.task}-{rec.method}-{rec.trial_id}"
         run = self.client.create_run(state.experiment_id, tags=tags, run_name=name)
         rec.run_id = run.info.run_id

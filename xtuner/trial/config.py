@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from xtuner.errors import XtunerError
 
@@ -39,7 +39,16 @@ class TrialConfig(BaseModel):
         "metric"  # best checkpoint by en-dev main metric, or lowest en-dev loss
     )
     languages: list[str] | None = None  # zero-shot test languages; None = all of the task's languages
+    # what the zero-shot evaluation reads: "test" (the task's test sets), or "validation" (the dev sets, for data
+    # without test labels; metrics keep the names test/<lang>/..., and the English number is then the selection
+    # set itself, an optimistic one)
+    eval_split: Literal["test", "validation"] = "test"
     data_dir: str | None = None
+    # a split's own source, overriding data_dir for that split: "hub", a folder (layout detected), or
+    # "xtreme:<folder>", "local:<folder>", "release:<folder>" (docs/data.md)
+    train_data: str | None = None
+    validation_data: str | None = None
+    test_data: str | None = None
     cache_dir: str | None = (
         None  # tokenisation cache; default ~/.cache/xtuner/tokenized (XTUNER_CACHE overrides)
     )
@@ -49,6 +58,23 @@ class TrialConfig(BaseModel):
     trust_remote_code: bool = False
     n_best: int = Field(20, ge=1)  # QA decoding
     max_answer_length: int = Field(30, ge=1)  # QA decoding, in tokens
+
+    @field_validator("train_data", "validation_data", "test_data")
+    @classmethod
+    def _source(cls, v: str | None) -> str | None:
+        if v is not None:
+            from xtuner.tasks.base import parse_split_source
+
+            try:
+                parse_split_source(v)
+            except XtunerError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    def split_sources(self) -> dict[str, str]:
+        """The per-split sources that are set, as `LoadContext.splits`."""
+        pairs = (("train", self.train_data), ("validation", self.validation_data), ("test", self.test_data))
+        return {split: value for split, value in pairs if value}
 
     @classmethod
     def from_flat(cls, flat: dict[str, Any]) -> TrialConfig:

@@ -9,7 +9,8 @@ Reads top-down:
    or `eval_interval` steps it scores English dev and saves a checkpoint; the reporter receives the dev metrics
    and the checkpoint. The best checkpoint (en-dev main metric, or lowest en-dev loss) is reloaded at the end.
    A NaN/inf loss raises NonFiniteLossError at once.
-5. `evaluate`: zero-shot on the test split of every language (length-bucketed, inference mode).
+5. `evaluate`: zero-shot on the test split of every language (length-bucketed, inference mode), or on the
+   validation split with `eval_split: validation` (metric names stay `test/<lang>/...`).
 6. Return per-language metrics, their mean, the transfer gap (en minus mean of the others), parameter counts,
    and train/eval seconds; the same numbers flat (`test/<lang>/<m>`, `test/avg/<m>`, `test/gap/<m>`) go to the
    reporter's final report.
@@ -135,7 +136,8 @@ def prepare_data(setup: Setup) -> TrialData:
     from xtuner.trial.evaluate import EvalSplit
 
     cfg, task = setup.cfg, setup.task
-    ctx = LoadContext(data_dir=Path(cfg.data_dir).expanduser() if cfg.data_dir else None)
+    ctx = LoadContext(data_dir=Path(cfg.data_dir).expanduser() if cfg.data_dir else None,
+                      splits=cfg.split_sources())  # fmt: skip
     hits = misses = 0
     started = time.time()
 
@@ -165,8 +167,11 @@ def prepare_data(setup: Setup) -> TrialData:
     _, train_feats = load("train", src, True, cfg.max_train_examples)
     dev_raw, dev_feats = load("validation", src, False, cfg.max_eval_examples)
     test = {}
-    for lang in setup.languages:
-        raw, feats = load("test", lang, False, cfg.max_eval_examples)
+    for lang in setup.languages:  # eval_split "validation": the dev sets; English is then the selection set
+        if cfg.eval_split == "validation" and lang == src:
+            raw, feats = dev_raw, dev_feats
+        else:
+            raw, feats = load(cfg.eval_split, lang, False, cfg.max_eval_examples)
         test[lang] = EvalSplit(lang, raw, feats)
     return TrialData(
         train=select_model_columns(task, train_feats, True),
@@ -260,6 +265,7 @@ def summarize(
     return {
         "task": task.name,
         "method": setup.cfg.method,
+        "eval_split": setup.cfg.eval_split,
         "main_metric": task.main_metric,
         "test": test,
         "avg": avg,

@@ -1,0 +1,114 @@
+"""Runs on a genuine XTREME download folder (label-stripped test files): `eval_split: validation` from the folder
+alone, and labelled test files from another source per split, through the CLI trial, `xtuner data prepare`, and a
+real sweep (session Ray + MLflow server) whose child runs carry the param and tag ``eval_split``."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from test_data_sources import RELEASES, stripped  # noqa: F401 - the fixture
+
+from xtuner.cli import main as cli_main
+from xtuner.sweep.runner import load_plan, run_sweep
+from xtuner.trial import run_trial
+
+TINY = {"max_seq_length": 64, "doc_stride": 16, "batch_size": 4, "eval_batch_size": 16}
+
+
+def test_trial_cli_eval_split_validation_from_the_folder_alone(stripped, tiny_model, tmp_path, capsys) -> None:  # noqa: F811
+    argv = ["trial", "--task", "xnli", "--model", tiny_model, "--lr", "1e-3", "--epochs", "1",
+            "--data-dir", str(stripped), "--set", "languages=[en, de]", "--set", f"cache_dir={tmp_path / 'cache'}",
+            "--set", "max_seq_length=64"]  # fmt: skip
+    assert cli_main([*argv, "--eval-split", "validation"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps to the terminal's width
+    assert "zero-shot on the dev sets (eval_split validation)" in out
+    assert "the English number is the selection set itself (optimistic)" in out
+    assert cli_main(argv) == 2  # the default eval_split test reads the stripped file: one error line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "strips the labels" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_tydiqa_selects_on_squad_dev_and_tests_on_labelled_goldp_dev(stripped, tiny_model, tmp_path) -> None:  # noqa: F811
+    result = run_trial(dict(task="tydiqa", model=tiny_model, lr=1e-3, epochs=1, data_dir=str(stripped),
+                            test_data=f"release:{RELEASES}", languages=["ar", "en"],
+                            cache_dir=str(tmp_path / "cache"), **TINY))  # fmt: skip
+    assert set(result["test"]) == {"ar", "en"} and result["eval_split"] == "test"
+    assert "dev/en/f1" in result["dev"]  # selected on SQuAD v1.1 dev (3 questions), not on the GoldP test set
+
+
+def test_data_prepare_reads_each_split_where_its_trials_will(stripped, tmp_path, capsys) -> None:  # noqa: F811
+    spec = {"name": "p", "model": "builtin:tiny-xlmr", "data_dir": str(stripped),
+            "tasks": {"xnli": {"trial": {"eval_split": "validation", "languages": ["de"]}},
+                      "pawsx": {"trial": {"test_data": f"release:{RELEASES}", "languages": ["de"]}}},
+            "methods": {"finetune": {"lr": 1.0e-4}}}  # fmt: skip
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert cli_main(["data", "prepare", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "xnli           validation de" in out and "pawsx          test       de" in out
+    assert "all 6 splits of 2 task(s) load" in out
+
+
+def test_spec_resolves_split_sources_and_checks_eval_split(tmp_path, monkeypatch) -> None:
+    from xtuner.errors import XtunerError
+    from xtuner.sweep.space import build_plan
+    from xtuner.sweep.spec import load_spec
+
+    (tmp_path / "XNLI-1.0").mkdir()
+    monkeypatch.chdir(tmp_path)
+    base = {"name": "s", "model": "builtin:tiny-xlmr", "methods": {"finetune": {"lr": 1.0e-4}}}
+
+    def plan(**over):
+        return build_plan(load_spec({**base, **over}))
+
+    groups = plan(tasks={"xnli": {"trial": {"test_data": "release:XNLI-1.0"}}, "pawsx": None}).groups.values()
+    fixed = {g.task: g.fixed for g in groups}
+    assert fixed["xnli"]["test_data"] == f"release:{tmp_path / 'XNLI-1.0'}"  # absolute, where the sweep starts
+    assert fixed["xnli"]["eval_split"] == fixed["pawsx"]["eval_split"] == "test"  # always set: logged as a param
+    assert "test_data" not in fixed["pawsx"]
+    assert {g.fixed["eval_split"] for g in plan(tasks=["xnli"], eval_split="validation").groups.values()} == {
+        "validation"
+    }
+    with pytest.raises(XtunerError, match=r"tasks.xnli.trial.test_data: '.*nope' is not a directory"):
+        plan(tasks={"xnli": {"trial": {"test_data": "nope"}}})
+    with pytest.raises(XtunerError, match=r"trial.test_data: unknown data source kind 'relase'"):
+        plan(tasks=["xnli"], trial={"test_data": "relase:XNLI-1.0"})
+    with pytest.raises(XtunerError, match="set eval_split either at the top level or in trial:, not both"):
+        plan(tasks=["xnli"], eval_split="validation", trial={"eval_split": "test"})
+    with pytest.raises(XtunerError, match=r"eval_split: Input should be 'test' or 'validation'"):
+        plan(tasks=["xnli"], eval_split="dev")
+    from xtuner.trial import TrialConfig
+
+    with pytest.raises(XtunerError, match=r"invalid trial config: test_data: .*unknown data source kind 'relase'"):
+        TrialConfig.from_flat({"task": "xnli", "lr": 1e-3, "test_data": "relase:/x"})
+    assert TrialConfig.from_flat({"task": "xnli", "lr": 1e-3, "test_data": "hub"}).split_sources() == {"test": "hub"}
+
+
+@pytest.mark.slow
+def test_sweep_on_an_xtreme_folder_labels_eval_split_in_mlflow(
+    stripped, ray_cluster, mlflow_server, tiny_model, tmp_path, capsys  # noqa: F811
+) -> None:
+    raw = {
+        "name": "evalsplit", "model": tiny_model, "data_dir": str(stripped), "epochs": 1,
+        "tasks": {"xnli": {"trial": {"eval_split": "validation"}},
+                  "pawsx": {"trial": {"test_data": f"release:{RELEASES}"}}},
+        "methods": {"finetune": {"lr": [1.0e-3]}},
+        "trial": {**TINY, "languages": ["en", "de"], "cache_dir": str(tmp_path / "cache")},
+        "tracking": {"uri": mlflow_server, "experiment": "test-evalsplit"},
+        "storage": str(tmp_path / "results"),
+    }  # fmt: skip
+    state = run_sweep(load_plan(raw))
+    assert state.finished and {r.state for r in state.trials.values()} == {"done"}
+    client = MlflowClient(mlflow_server)
+    exp = client.get_run(state.parent_run_id).info.experiment_id
+    runs = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{state.parent_run_id}'")
+    by_task = {r.data.params["task"]: r for r in runs}
+    assert set(by_task) == {"xnli", "pawsx"}
+    for task, split in (("xnli", "validation"), ("pawsx", "test")):
+        run = by_task[task]
+        assert run.data.params["eval_split"] == split and run.data.tags["xtuner.eval_split"] == split
+        assert {"test/en/accuracy", "test/de/accuracy", "test/gap/accuracy"} <= set(run.data.metrics)
+    m = by_task["xnli"].data.metrics  # English is scored on the selection set itself
+    assert m["test/en/accuracy"] == pytest.approx(m["best/dev/en/accuracy"])
+    assert "eval_split validation: 'test' columns are scored on the dev sets" in capsys.readouterr().out
