@@ -416,6 +416,7 @@ def test_works_with_hf_trainer(tiny_path: str, tmp_path: Path) -> None:
 def test_registry_lists_methods() -> None:
     assert set(METHODS) <= set(method_names())
     assert get_method("deep_prompt").setting_names() == [
+        "backbone_dropout",
         "prefix_dropout",
         "prefix_hidden_size",
         "prefix_projection",

@@ -10,10 +10,19 @@ the stock ``ModelOutput`` types, so the HF Trainer treats these models like the 
 has the forward signature of its HF counterpart, so the Trainer finds the right label names. A head model wraps a
 prompt *encoder*: a module with a ``backbone`` attribute whose ``forward(input_ids, attention_mask, token_type_ids)``
 returns the token states ``[B, T, H]`` (input positions only) and a pooled state ``[B, H]``.
+
+``backbone_dropout`` sets the frozen backbone's hidden dropout (``config.hidden_dropout_prob``: embeddings,
+attention output and feed-forward output of every layer), as the reference's ``--hidden_dropout_prob`` does
+(salesforce/MPT model/utils.py:108). The head's dropout follows it (transformers' rule: ``classifier_dropout``, else
+``hidden_dropout_prob``), as in the reference, where one value drives both. Like every dropout it acts only in
+training mode: Trainer switches the whole model, frozen backbone included, to train() for training steps and to
+eval() for evaluation.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any
 
 import torch
@@ -39,6 +48,19 @@ class PromptSettings(MethodSettings):
     prefix_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the prompt/prefix vectors")
     prefix_projection: bool = Field(False, description="reparameterise the prompt through a 2-layer tanh MLP")
     prefix_hidden_size: int = Field(512, gt=0, description="hidden size of that MLP")
+    backbone_dropout: float | None = Field(
+        None, ge=0, lt=1,
+        description="hidden dropout inside the frozen backbone (and the head); None keeps the model's own",
+    )  # fmt: skip
+
+
+def with_backbone_dropout(request: BuildRequest, dropout: float | None) -> BuildRequest:
+    """`request` whose backbone config has hidden_dropout_prob = `dropout` (unchanged when None)."""
+    if dropout is None:
+        return request
+    config = copy.deepcopy(request.config)
+    config.hidden_dropout_prob = dropout
+    return dataclasses.replace(request, config=config)
 
 
 def load_backbone(request: BuildRequest) -> PreTrainedModel:

@@ -34,6 +34,7 @@ from xtuner.methods._prompt import (
     load_backbone,
     pool,
     position_ids,
+    with_backbone_dropout,
     with_head,
 )
 
@@ -115,6 +116,7 @@ class DeepPromptEncoder(nn.Module):
 
 
 def build(request: BuildRequest, settings: DeepPromptSettings) -> nn.Module:
+    request = with_backbone_dropout(request, settings.backbone_dropout)
     return with_head(DeepPromptEncoder(load_backbone(request), settings), request)
 
 

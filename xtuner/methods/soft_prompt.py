@@ -23,6 +23,7 @@ from xtuner.methods._prompt import (
     pool,
     position_ids,
     virtual_position_ids,
+    with_backbone_dropout,
     with_head,
 )
 
@@ -85,6 +86,7 @@ class SoftPromptEncoder(nn.Module):
 
 
 def build(request: BuildRequest, settings: PromptSettings) -> nn.Module:
+    request = with_backbone_dropout(request, settings.backbone_dropout)
     return with_head(SoftPromptEncoder(load_backbone(request), settings), request)
 
 
