@@ -15,11 +15,12 @@ from transformers import (
 )
 
 from xtuner.data.batching import bucketed_batches, pad_collate, predict
-from xtuner.data.postprocess import reference_tags, token_predictions_to_tags
+from xtuner.data.postprocess import join_windows, reference_tags, token_predictions_to_tags
 from xtuner.data.preprocess import (
     IGNORE_INDEX,
     model_columns,
     select_model_columns,
+    split_windows,
     tokenize_split,
 )
 from xtuner.data.toy_tokenizer import build_toy_tokenizer
@@ -182,31 +183,59 @@ def test_round_trip_to_word_tags(tok):
     assert seqeval_f1(pred, tags)["f1"] == 100.0
 
 
-def test_truncated_words_are_still_scored_with_the_fallback_tag(tok):
-    words = ["Paris", "is", "a", "city", "in", "the", "river", "Berlin", "lives", "in", "Paris"]
-    tags = ["B-LOC", "O", "O", "O", "O", "O", "O", "B-LOC", "O", "O", "B-LOC"]
-    task = make_task("panx")
-    feats = tokenize_split(task, panx_ds([words], [tags]), tok, max_length=8, doc_stride=8, train=False)
-    starts = feats[0]["word_starts"]
-    assert len(feats[0]["input_ids"]) == 8
-    kept = [w for w, s in enumerate(starts) if s >= 0]
-    assert kept == list(range(6)) and all(s == -1 for s in starts[6:])
-    gold_ids = [PANX_TAGS.index(t) for t in tags]
-    logits = [np.eye(len(PANX_TAGS))[[gold_ids[starts.index(p)] if p in starts else 0 for p in range(8)]]]
-    pred = token_predictions_to_tags(task, feats, logits)
-    assert len(pred[0]) == len(words)  # every gold word gets a prediction
-    assert pred[0][:6] == tags[:6] and pred[0][6:] == ["O"] * 5
-    scores = seqeval_f1(pred, [tags])
-    assert scores["recall"] == pytest.approx(100 / 3)  # the two cut-off LOC entities count as missed
+def test_split_windows_fills_greedily_and_covers_every_word_once():
+    # XTREME's rule (utils_preprocess.py): add words while they fit, a word that does not fit opens a new window
+    assert split_windows([2, 1, 3, 1, 6, 1], 6) == [(0, 3), (3, 4), (4, 5), (5, 6)]
+    assert split_windows([1, 9, 1], 4) == [(0, 1), (1, 2), (2, 3)]  # a word longer than a window: on its own
+    assert split_windows([0, 2, 0], 2) == [(0, 3)]  # words without tokens take no room
+    assert split_windows([], 6) == [(0, 0)]
+    assert split_windows([3, 3], 6) == [(0, 2)]  # exactly full
 
-    # UPOS has no "O": the fallback is "X" (UPOS "other")
+
+def test_long_sentence_is_split_into_windows_and_every_word_is_scored_once(tok):
+    words = ["Paris", "is", "a", "city", "in", "the", "river", "Berlin", "lives", "in", "Zürich"]
+    tags = ["B-LOC", "O", "O", "O", "O", "O", "O", "B-LOC", "O", "O", "B-LOC"]
+    short, short_tags = ["the", "fox"], ["O", "B-PER"]
+    task = make_task("panx")
+    raw = panx_ds([short, words], [short_tags, tags])
+    feats = tokenize_split(task, raw, tok, max_length=8, doc_stride=8, train=False)
+    budget = 8 - tok.num_special_tokens_to_add(pair=False)
+    assert feats["sentence"][0] == 0 and feats["word_offset"][0] == 0 and len(feats) >= 3
+    # the long sentence: consecutive windows of whole words, none over the limit, every word labelled once
+    long_rows = [r for r in feats if r["sentence"] == 1]
+    assert len(long_rows) >= 2 and all(len(r["input_ids"]) <= 8 for r in long_rows)
+    covered = []
+    for r in long_rows:
+        assert r["word_offset"] == len(covered)
+        covered += words[r["word_offset"] : r["word_offset"] + len(r["word_starts"])]
+        labelled = [lab for lab in r["labels"] if lab != IGNORE_INDEX]
+        assert len(labelled) == len(r["word_starts"]) and all(p >= 0 for p in r["word_starts"])
+        assert sum(1 for t in r["input_ids"] if t not in tok.all_special_ids) <= budget
+    assert covered == words
+    # "Zürich" (6 pieces) did not fit after "in": it opens the last window instead of being cut
+    assert long_rows[-1]["word_starts"] == [1] and len(long_rows[-1]["input_ids"]) == 8
+    # gold tags at the first sub-words come back as exactly one tag per word of each sentence
+    logits = [np.eye(len(PANX_TAGS))[[lab if lab != IGNORE_INDEX else 0 for lab in r["labels"]]] for r in feats]
+    pred = token_predictions_to_tags(task, feats, logits)
+    assert pred == [short_tags, tags] == reference_tags(task, raw)
+    assert seqeval_f1(pred, [short_tags, tags])["f1"] == 100.0
+
+    # UPOS has no "O": a word without tokens falls back to "X"; the windows are the same for POS
     pos_task = make_task("udpos")
     pos_raw = datasets.Dataset.from_dict(
-        {"tokens": [words], "pos_tags": [[0] * len(words)]}, features=UDPOS_FEATURES
+        {"tokens": [words + [""]], "pos_tags": [[0] * (len(words) + 1)]}, features=UDPOS_FEATURES
     )
     pos_feats = tokenize_split(pos_task, pos_raw, tok, max_length=8, doc_stride=8, train=False)
-    pos_pred = token_predictions_to_tags(pos_task, pos_feats, [np.zeros(8, dtype=int)])
-    assert pos_pred[0] == ["ADJ"] * 6 + ["X"] * 5
+    assert len(pos_feats) == len(long_rows)
+    pos_pred = token_predictions_to_tags(pos_task, pos_feats, [np.zeros(8, dtype=int)] * len(pos_feats))
+    assert pos_pred == [["ADJ"] * len(words) + ["X"]]
+
+
+def test_windows_that_do_not_cover_their_sentence_are_an_error():
+    with pytest.raises(XtunerError, match="starts at word 3, expected 2"):
+        join_windows([["O", "O"], ["O"]], [0, 0], [0, 3])
+    with pytest.raises(XtunerError, match=r"cover sentences \[0, 2\]"):
+        join_windows([["O"], ["O"]], [0, 2], [0, 0])
 
 
 def test_word_without_any_token_gets_the_fallback(tok):
@@ -370,8 +399,9 @@ def test_bucketed_predict_matches_naive_padded_predict(tok):
 def test_bucketed_predict_per_token_outputs_are_trimmed_and_in_order(tok):
     task = make_task("panx")
     sents = [s.split() for s in varied_sentences(13, 3)]
-    feats = tokenize_split(task, panx_ds(sents, [["O"] * len(s) for s in sents]), tok, max_length=48,
+    feats = tokenize_split(task, panx_ds(sents, [["O"] * len(s) for s in sents]), tok, max_length=24,
                            doc_stride=8, train=False)  # fmt: skip
+    assert len(feats) > len(sents)  # long sentences became several windows
     model = tiny_model(XLMRobertaForTokenClassification, tok, num_labels=len(PANX_TAGS))
     out = predict(model, feats, pad_collate(tok), 4, device="cpu", use_bf16=False)["logits"]
     ref = predict(model, feats, pad_collate(tok), 1, bucketed=False, device="cpu", use_bf16=False)["logits"]
@@ -379,6 +409,7 @@ def test_bucketed_predict_per_token_outputs_are_trimmed_and_in_order(tok):
     for a, b in zip(out, ref, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert token_predictions_to_tags(task, feats, out) == token_predictions_to_tags(task, feats, ref)
+    assert [len(t) for t in token_predictions_to_tags(task, feats, out)] == [len(s) for s in sents]
 
     qa_model = tiny_model(XLMRobertaForQuestionAnswering, tok)
     qa_feats = tokenize_split(make_task("qa"), qa_ds(CONTEXT, "who lives in Paris ?", "the lazy dog"), tok,

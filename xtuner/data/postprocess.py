@@ -1,9 +1,11 @@
 """Model outputs -> what the metrics score: word-level tag strings, and QA answer strings.
 
 Token classification: the prediction of word w is the prediction at its first sub-word (`word_starts[w]`,
-written by `preprocess`). A word with no token in the feature (cut off by truncation, or a word the tokenizer
-maps to nothing) gets the FALLBACK tag of :func:`fallback_tag` ("O" for IOB tag sets, else "X", the UPOS
-"other" tag, else the first label), so every gold word is scored and sentence lengths always match the gold.
+written by `preprocess`). A sentence split into windows is put back together from its features (`sentence`,
+ordered by `word_offset`), so the result has one tag per word of every raw sentence. A word with no token in
+its feature (a word the tokenizer maps to nothing) gets the FALLBACK tag of :func:`fallback_tag` ("O" for IOB
+tag sets, else "X", the UPOS "other" tag, else the first label), so every gold word is scored and sentence lengths
+always match the gold.
 
 QA: the n-best span search of transformers' utils_qa.py `postprocess_qa_predictions` (SQuAD v1, no null
 answer): for every window of an example, take the `n_best` highest start and end logits, keep pairs whose
@@ -40,8 +42,8 @@ def token_predictions_to_tags(
     logits_or_pred_ids: Sequence[Any],
     label_names: Sequence[str] | None = None,
 ) -> list[list[str]]:
-    """Word-level tag strings per sentence. `logits_or_pred_ids[i]` is feature i's (L, C) logits or (L,) ids,
-    trimmed or padded (positions past a feature's length are never read)."""
+    """Word-level tag strings per raw sentence (in the order of the split). `logits_or_pred_ids[i]` is feature
+    i's (L, C) logits or (L,) ids, trimmed or padded (positions past a feature's length are never read)."""
     if task.head != HeadType.TOKEN_CLASSIFICATION:
         raise XtunerError(f"task {task.name!r} is not a token-classification task (head {task.head})")
     names = list(label_names if label_names is not None else task.labels)
@@ -51,11 +53,31 @@ def token_predictions_to_tags(
     word_starts = features["word_starts"]
     if len(word_starts) != len(logits_or_pred_ids):
         raise XtunerError(f"{len(logits_or_pred_ids)} predictions for {len(word_starts)} features")
-    out = []
+    windows = []
     for starts, pred in zip(word_starts, logits_or_pred_ids, strict=True):
         pred = np.asarray(pred)
         ids = pred.argmax(-1) if pred.ndim == 2 else pred
-        out.append([names[int(ids[p])] if p >= 0 else default for p in starts])
+        windows.append([names[int(ids[p])] if p >= 0 else default for p in starts])
+    return join_windows(windows, features["sentence"], features["word_offset"])
+
+
+def join_windows(windows: Sequence[list[str]], sentence: Sequence[int], offset: Sequence[int]) -> list[list[str]]:
+    """Per-window tags -> per-sentence tags: windows of one sentence in word order; every sentence 0..N-1 must
+    be there and its windows must cover its words once, back to back (as `preprocess.split_windows` makes them)."""
+    by_sentence: dict[int, list[tuple[int, list[str]]]] = defaultdict(list)
+    for tags, s, off in zip(windows, sentence, offset, strict=True):
+        by_sentence[int(s)].append((int(off), tags))
+    n = max(by_sentence, default=-1) + 1
+    if sorted(by_sentence) != list(range(n)):
+        raise XtunerError(f"token features cover sentences {sorted(by_sentence)[:5]}...: expected 0..{n - 1}")
+    out = []
+    for s in range(n):
+        words: list[str] = []
+        for off, tags in sorted(by_sentence[s], key=lambda x: x[0]):
+            if off != len(words):
+                raise XtunerError(f"sentence {s}: a window starts at word {off}, expected {len(words)}")
+            words.extend(tags)
+        out.append(words)
     return out
 
 

@@ -6,11 +6,14 @@ Design:
   name `transformers.Trainer(group_by_length=True)` looks for, so training can bucket by length too.
 - Sequence classification: `tokenizer(a[, b], truncation=True, max_length)`; `labels` = ClassLabel ids.
 - Token classification: words are tokenized with `is_split_into_words=True`; the FIRST sub-word of each word
-  carries its tag id, every other position (special tokens, continuation pieces) is -100. The bookkeeping
-  column `word_starts[w]` is the token position of word w's first sub-word, or -1 when word w has no token in
-  the feature (cut off by truncation, or a word the tokenizer maps to nothing). Such words are NOT dropped
-  from scoring (XTREME drops them); `postprocess.token_predictions_to_tags` predicts a fixed fallback tag for
-  them, so they count as ordinary (usually wrong) predictions and every gold word is scored.
+  carries its tag id, every other position (special tokens, continuation pieces) is -100. A sentence longer than
+  one window (`max_length` minus the special tokens) is split into consecutive windows of whole words, each
+  filled greedily up to the limit, as XTREME's `utils_preprocess.py` (udpos/panx_tokenize_preprocess) splits
+  long sentences, so every word is in exactly one feature and scored exactly once (`split_windows`). Bookkeeping
+  columns: `sentence` (the row of the raw split), `word_offset` (index of the window's first word) and
+  `word_starts[w]`, the token position of the window's word w's first sub-word, or -1 for a word the tokenizer
+  maps to nothing (or, in a window of one word longer than the limit, never). Such words are NOT dropped from
+  scoring; `postprocess.token_predictions_to_tags` predicts a fixed fallback tag for them.
 - Extractive QA follows transformers' run_qa.py: question first (leading whitespace stripped), context
   second, `truncation="only_second"`, `stride=doc_stride` (HF meaning: the number of OVERLAPPING tokens
   between consecutive windows, not the step), overflowing windows, offsets. Train and eval features both get
@@ -34,7 +37,9 @@ from datasets import Features, List, Value
 from xtuner.errors import XtunerError
 from xtuner.tasks.base import HeadType, Task
 
-PREPROCESS_VERSION = 2  # 2: overlong questions are cut where the old cut did not shorten them
+# 2: overlong questions are cut where the old cut did not shorten them; 3: tagging sentences longer than
+# max_length are split into windows
+PREPROCESS_VERSION = 3
 IGNORE_INDEX = -100  # label of positions that carry no loss (torch CrossEntropyLoss ignore_index)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 LABEL_COLUMNS = ("labels", "start_positions", "end_positions")
@@ -82,6 +87,7 @@ def tokenize_split(
     return ds.map(
         fn,
         batched=True,
+        with_indices=task.head == HeadType.TOKEN_CLASSIFICATION,
         remove_columns=ds.column_names,
         features=features,
         desc=f"tokenize {task.name}",
@@ -112,6 +118,8 @@ def _token_cls_features(tokenizer: Any) -> Features:
             **_base_features(tokenizer),
             "labels": List(Value("int64")),
             "word_starts": List(Value("int32")),
+            "sentence": Value("int64"),
+            "word_offset": Value("int32"),
         }
     )
 
@@ -163,16 +171,29 @@ def _token_cls_fn(task: Task, tokenizer: Any, max_length: int):
             f"task {task.name!r}: token classification needs one input column (tokens) and a label_column"
         )
     words_col, tags_col = task.inputs[0], task.label_column
+    budget = max(max_length - tokenizer.num_special_tokens_to_add(pair=False), 1)
 
-    def fn(batch: dict[str, list]) -> dict[str, list]:
+    def fn(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         for words, tags in zip(batch[words_col], batch[tags_col], strict=True):
             if len(words) != len(tags):
                 raise XtunerError(
                     f"task {task.name!r}: a sentence has {len(words)} words but {len(tags)} tags: {words[:8]}..."
                 )
-        enc = tokenizer(batch[words_col], is_split_into_words=True, truncation=True, max_length=max_length)
+        full = tokenizer(batch[words_col], is_split_into_words=True, add_special_tokens=False)
+        win_words, win_tags, sentence, offset = [], [], [], []
+        for i, (words, tags) in enumerate(zip(batch[words_col], batch[tags_col], strict=True)):
+            counts = [0] * len(words)
+            for w in full.word_ids(i):
+                if w is not None:
+                    counts[w] += 1
+            for start, end in split_windows(counts, budget):
+                win_words.append(words[start:end])
+                win_tags.append(tags[start:end])
+                sentence.append(indices[i])
+                offset.append(start)
+        enc = tokenizer(win_words, is_split_into_words=True, truncation=True, max_length=max_length)
         labels, word_starts = [], []
-        for i, tags in enumerate(batch[tags_col]):
+        for i, tags in enumerate(win_tags):
             starts = [-1] * len(tags)
             row = [IGNORE_INDEX] * len(enc["input_ids"][i])
             for pos, w in enumerate(enc.word_ids(i)):
@@ -181,9 +202,26 @@ def _token_cls_fn(task: Task, tokenizer: Any, max_length: int):
                     row[pos] = tags[w]
             labels.append(row)
             word_starts.append(starts)
-        return {**_model_inputs(enc, tokenizer), "labels": labels, "word_starts": word_starts}
+        return {**_model_inputs(enc, tokenizer), "labels": labels, "word_starts": word_starts,
+                "sentence": sentence, "word_offset": offset}  # fmt: skip
 
     return fn
+
+
+def split_windows(token_counts: list[int], budget: int) -> list[tuple[int, int]]:
+    """Consecutive word ranges ``[start, end)`` covering every word once, each holding at most `budget` tokens
+    (`token_counts[w]`: sub-words of word w), filled greedily: a word that does not fit opens the next window,
+    as XTREME's utils_preprocess.py does. A word longer than `budget` gets a window of its own (the tokenizer cuts
+    it; its first sub-word still carries its tag). A sentence without words is one empty window."""
+    windows, start, used = [], 0, 0
+    for w, n in enumerate(token_counts):
+        n = min(n, budget)
+        if used + n > budget and w > start:
+            windows.append((start, w))
+            start, used = w, 0
+        used += n
+    windows.append((start, len(token_counts)))
+    return windows
 
 
 # ---------------------------------------------------------------- extractive QA
