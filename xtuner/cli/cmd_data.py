@@ -34,6 +34,7 @@ def prepare(args: argparse.Namespace) -> int:
     is loaded as its trials will read it: data_dir, per-split sources, languages and eval_split from the spec
     (top level, trial: and tasks.<task>.trial:)."""
     from xtuner.cli.common import parse_set
+    from xtuner.sweep.report import planned_trials
     from xtuner.sweep.space import build_plan
     from xtuner.sweep.spec import load_spec
     from xtuner.tasks.xtreme.prepare import Job, prepare_jobs
@@ -43,10 +44,10 @@ def prepare(args: argparse.Namespace) -> int:
         overrides["data_dir"] = str(args.data_dir)
     spec = load_spec(args.spec, overrides)
     jobs: dict[tuple, Job] = {}
-    for group in build_plan(spec).groups.values():
-        job = _job(group.task, group.fixed)
+    for trial in planned_trials(build_plan(spec)):  # resolved: a protocol may select on another dev split
+        job = _job(trial["task"], trial)
         jobs.setdefault((job.task, job.ctx.data_dir, tuple(sorted(job.ctx.splits.items())), job.languages,
-                         job.eval_split), job)  # fmt: skip
+                         job.eval_split, job.dev_split), job)  # fmt: skip
     done = prepare_jobs(jobs.values())
     for task, split, lang, rows in done:
         print(f"  {task.name:14s} {split:10s} {lang:4s} {rows:>8,d} rows")
@@ -57,14 +58,15 @@ def prepare(args: argparse.Namespace) -> int:
 
 
 def _job(task: str, fixed: dict):
-    """The data a trial of `task` with these fixed settings reads."""
+    """The data a trial of `task` with these settings reads."""
     from xtuner.tasks import LoadContext
     from xtuner.tasks.xtreme.prepare import Job
 
     splits = {s: fixed[f"{s}_data"] for s in ("train", "validation", "test") if fixed.get(f"{s}_data")}
     data_dir = Path(fixed["data_dir"]) if fixed.get("data_dir") else None
     langs = tuple(fixed["languages"]) if fixed.get("languages") else None
-    return Job(task, LoadContext(data_dir=data_dir, splits=splits), langs, fixed.get("eval_split", "test"))
+    return Job(task, LoadContext(data_dir=data_dir, splits=splits), langs, fixed.get("eval_split", "test"),
+               fixed.get("dev_split") or "validation")
 
 
 def inspect(args: argparse.Namespace) -> int:

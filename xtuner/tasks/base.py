@@ -102,6 +102,9 @@ class Task:
         ""  # schema family shared by a real task and its synthetic twin: xnli, pawsx, udpos, panx, qa
     )
     description: str = ""
+    # English dev sets model selection can read (TrialConfig.dev_split); "validation" is always one, a task may
+    # offer more (xnli: "mnli_matched", the MNLI dev set salesforce/MPT selects on)
+    dev_splits: tuple[str, ...] = ("validation",)
     language_info: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # data_key(split, lang, ctx) -> a string that names the raw data exactly (or None if it cannot tell cheaply);
     # with it, a tokenisation-cache hit never loads the raw data (see xtuner/data/cache.py)
@@ -123,8 +126,13 @@ class Task:
             raise unknown_name("language", lang, self.languages, where=f"for task {self.name!r}")
 
     def check_split(self, split: str) -> None:
-        if split not in SPLITS:
-            raise unknown_name("split", split, SPLITS)
+        if split not in SPLITS and split not in self.dev_splits:
+            raise unknown_name("split", split, (*SPLITS, *(s for s in self.dev_splits if s not in SPLITS)))
+
+    def check_dev_split(self, split: str) -> None:
+        """A split that model selection can read; the error lists the task's dev splits."""
+        if split not in self.dev_splits:
+            raise unknown_name("dev split", split, self.dev_splits, where=f"for task {self.name!r}")
 
     def load(self, split: str, lang: str, ctx: LoadContext | None = None) -> datasets.Dataset:
         """Load one split of one language in the hub schema; raises XtunerError on unknown split/lang."""

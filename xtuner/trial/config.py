@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xtuner.errors import XtunerError
 
@@ -33,11 +33,16 @@ class TrialConfig(BaseModel):
     seed: int = 1
     eval_interval: int | None = Field(None, ge=1)  # optimizer steps between en-dev evals; None = every epoch
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    warmup_steps: int = Field(0, ge=0)  # linear warm-up over this many optimizer steps (exclusive with warmup_ratio)
     weight_decay: float = Field(0.0, ge=0)
+    grad_accum_steps: int = Field(1, ge=1)  # optimizer step every N batches: N x batch_size examples per update
+    lr_schedule: Literal["linear", "constant", "exponential"] = "linear"  # exponential: lr x lr_gamma per epoch
+    lr_gamma: float = Field(0.95, gt=0, le=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 on a GPU that supports it, else fp32
-    selection: Literal["metric", "loss"] = (
-        "metric"  # best checkpoint by en-dev main metric, or lowest en-dev loss
-    )
+    # the model that is tested: best en-dev main metric, lowest en-dev loss, or the last one trained
+    selection: Literal["metric", "loss", "last"] = "metric"
+    save_strategy: Literal["eval", "best"] = "eval"  # checkpoint at every en-dev evaluation, or only at a new best
+    dev_split: str = "validation"  # the English dev set that selection reads (a task may offer more, e.g. xnli)
     languages: list[str] | None = None  # zero-shot test languages; None = all of the task's languages
     # what the zero-shot evaluation reads: "test" (the task's test sets), or "validation" (the dev sets, for data
     # without test labels; metrics keep the names test/<lang>/..., and the English number is then the selection
@@ -75,6 +80,13 @@ class TrialConfig(BaseModel):
         """The per-split sources that are set, as `LoadContext.splits`."""
         pairs = (("train", self.train_data), ("validation", self.validation_data), ("test", self.test_data))
         return {split: value for split, value in pairs if value}
+    @model_validator(mode="after")
+    def _consistent(self) -> TrialConfig:
+        if self.warmup_steps and self.warmup_ratio:
+            raise ValueError("set warmup_ratio or warmup_steps, not both")
+        if self.save_strategy == "best" and self.selection == "last":
+            raise ValueError("save_strategy 'best' keeps only the best checkpoint: it needs selection 'metric' or 'loss'")
+        return self
 
     @classmethod
     def from_flat(cls, flat: dict[str, Any]) -> TrialConfig:

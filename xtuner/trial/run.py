@@ -5,10 +5,12 @@ Reads top-down:
 2. `prepare_data`: English train + dev and every target language's test split, tokenised through the on-disk
    cache (keyed by tokenizer, task, language, split, max length), so later trials skip tokenisation.
 3. `build_model`: the method wraps the backbone (xtuner.methods).
-4. `train`: transformers' Trainer (AdamW, linear decay, optional warmup, bf16 on a capable GPU). After each epoch
-   or `eval_interval` steps it scores English dev and saves a checkpoint; the reporter receives the dev metrics
-   and the checkpoint. The best checkpoint (en-dev main metric, or lowest en-dev loss) is reloaded at the end.
-   A NaN/inf loss raises NonFiniteLossError at once.
+4. `train`: transformers' Trainer (AdamW, the `lr_schedule`, optional warmup and gradient accumulation, bf16 on a
+   capable GPU). After each epoch or `eval_interval` steps it scores English dev (the `dev_split`, e.g. MNLI
+   matched for XNLI) and saves a checkpoint (every time, or only at a new best); the reporter receives the dev
+   metrics and the checkpoint. The `selection` rule picks the model that is tested: the best checkpoint by en-dev
+   main metric or lowest en-dev loss, reloaded at the end, or the last one. A NaN/inf loss raises
+   NonFiniteLossError at once.
 5. `evaluate`: zero-shot on the test split of every language (length-bucketed, inference mode), or on the
    validation split with `eval_split: validation` (metric names stay `test/<lang>/...`).
 6. Return per-language metrics, their mean, the transfer gap (en minus mean of the others), parameter counts,
@@ -102,6 +104,7 @@ def setup_trial(config: dict[str, Any] | TrialConfig) -> Setup:
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_flat(config)
     task = get_task(cfg.task)
     settings = validate_settings(cfg.method, cfg.method_settings)
+    task.check_dev_split(cfg.dev_split)
     languages = sorted(cfg.languages) if cfg.languages else list(task.languages)
     for lang in languages:
         task.check_language(lang)
@@ -165,10 +168,10 @@ def prepare_data(setup: Setup) -> TrialData:
 
     src = task.source_lang
     _, train_feats = load("train", src, True, cfg.max_train_examples)
-    dev_raw, dev_feats = load("validation", src, False, cfg.max_eval_examples)
+    dev_raw, dev_feats = load(cfg.dev_split, src, False, cfg.max_eval_examples)
     test = {}
     for lang in setup.languages:  # eval_split "validation": the dev sets; English is then the selection set
-        if cfg.eval_split == "validation" and lang == src:
+        if cfg.eval_split == "validation" and lang == src and cfg.dev_split == "validation":
             raw, feats = dev_raw, dev_feats
         else:
             raw, feats = load(cfg.eval_split, lang, False, cfg.max_eval_examples)
@@ -281,6 +284,10 @@ def summarize(
 
 
 def _best(history: list[dict[str, float]], main: str, selection: str) -> dict[str, float]:
+    """The dev row of the model that is tested: the best by main metric, the lowest loss, or the last evaluated
+    (ties: the earliest, as Trainer keeps the first checkpoint that reached the best value)."""
+    if selection == "last":
+        return history[-1] if history else {}
     key = f"dev/en/{main}" if selection == "metric" else "dev/en/loss"
     rows = [h for h in history if key in h and not math.isnan(h[key])]
     if not rows:

@@ -3,10 +3,19 @@
 - `evaluate` scores English dev through `xtuner.trial.run.score` (the same path as the final test
   evaluation), adding the dev loss (Trainer's own loop) when the selection rule is "loss";
 - `training_step` raises NonFiniteLossError on a NaN/inf loss, naming the step;
-- a callback hands each saved checkpoint and its dev metrics to the reporter (`dev/en/<metric>`, epoch, step).
+- a callback hands each en-dev evaluation to the reporter (`dev/en/<metric>`, epoch, step), with the checkpoint
+  saved right after it, if one was.
 
-Checkpoints: saved at every evaluation, `save_total_limit=2` (the best and the latest are kept), the best is
-reloaded at the end (`load_best_model_at_end`). Two changes make them cheap and self-contained:
+Training settings map onto Trainer's own: `grad_accum_steps` -> gradient_accumulation_steps, `warmup_steps` /
+`warmup_ratio` -> warmup_steps, `lr_schedule` linear / constant -> lr_scheduler_type. Only the per-epoch
+exponential schedule (lr x `lr_gamma` after every epoch, as salesforce/MPT's ExponentialTrainer) is a LambdaLR of
+our own (:func:`exponential_per_epoch`), created in `create_scheduler`.
+
+Selection (`selection_args`): "metric" / "loss" reload the best checkpoint at the end (`load_best_model_at_end`);
+"last" keeps the model as trained. Checkpoints: saved at every evaluation (`save_strategy` "eval"), or only when
+the dev selection metric improves ("best", Trainer's own save_strategy="best", as XTREME's
+--save_only_best_checkpoint), `save_total_limit=2` (the best and the latest are kept). Two changes make them cheap
+and self-contained:
 
 - a method that freezes the backbone (deep_prompt, soft_prompt) saves only its trainable tensors: the frozen
   backbone is rebuilt from the model path on a resume, and Trainer loads weights with ``strict=False`` (LoRA is
@@ -19,11 +28,13 @@ reloaded at the end (`load_best_model_at_end`). Two changes make them cheap and 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import stat
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -96,6 +107,35 @@ def restore_checkpoint(src_dir: str, out_dir: Path, src_lang: str) -> tuple[str,
     return str(dest), history
 
 
+def exponential_per_epoch(
+    optimizer: torch.optim.Optimizer, steps_per_epoch: int, gamma: float, warmup_steps: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """lr x gamma**(epochs completed): constant within an epoch, multiplied by gamma after its last optimizer step
+    (salesforce/MPT steps ExponentialLR once per epoch, training/trainer_exp.py:419); optional linear warm-up."""
+    steps_per_epoch = max(int(steps_per_epoch), 1)
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps and step < warmup_steps else 1.0
+        return warm * gamma ** (step // steps_per_epoch)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def update_steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int) -> int:
+    """Optimizer steps per epoch as Trainer counts them (the last partial accumulation still steps)."""
+    batches = math.ceil(n_examples / batch_size)
+    return max(batches // grad_accum + int(batches % grad_accum > 0), 1)
+
+
+def selection_args(selection: str, main_metric: str) -> dict[str, Any]:
+    """TrainingArguments for a selection rule: which checkpoint is reloaded at the end, and by what."""
+    if selection == "last":
+        return {"load_best_model_at_end": False}
+    key = "loss" if selection == "loss" else main_metric
+    return {"load_best_model_at_end": True, "metric_for_best_model": f"eval_{key}",
+            "greater_is_better": selection == "metric"}  # fmt: skip
+
+
 def make_trainer(setup, data, built, reporter, out_dir: Path):
     from xtuner.trial.run import NonFiniteLossError, score
 
@@ -103,25 +143,25 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
     src = task.source_lang
     history: list[dict[str, float]] = []
     by_steps = cfg.eval_interval is not None
-    metric_key = "loss" if cfg.selection == "loss" else task.main_metric
+    interval = "steps" if by_steps else "epoch"
     args = TrainingArguments(
         output_dir=str(out_dir),
         learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum_steps,
         num_train_epochs=cfg.epochs,
-        warmup_steps=float(cfg.warmup_ratio),  # transformers 5: a float < 1 is a ratio of the total steps
+        # transformers 5: an int >= 1 is a number of steps, a float < 1 a ratio of the total steps
+        warmup_steps=cfg.warmup_steps if cfg.warmup_steps else float(cfg.warmup_ratio),
         weight_decay=cfg.weight_decay,
-        lr_scheduler_type="linear",
+        lr_scheduler_type="constant_with_warmup" if cfg.lr_schedule == "constant" else "linear",
         optim="adamw_torch",
-        eval_strategy="steps" if by_steps else "epoch",
-        save_strategy="steps" if by_steps else "epoch",
+        eval_strategy=interval,
+        save_strategy="best" if cfg.save_strategy == "best" else interval,
         eval_steps=cfg.eval_interval,
         save_steps=cfg.eval_interval,
         save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model=f"eval_{metric_key}",
-        greater_is_better=cfg.selection == "metric",
+        **selection_args(cfg.selection, task.main_metric),
         bf16=setup.bf16,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -139,6 +179,15 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
     trainable_only = built.trainable_params < built.total_params and not isinstance(built.model, PeftModel)
 
     class _TrialTrainer(Trainer):
+        def create_scheduler(self, num_training_steps: int, optimizer=None):
+            if cfg.lr_schedule != "exponential" or self.lr_scheduler is not None:
+                return super().create_scheduler(num_training_steps, optimizer)
+            per_epoch = update_steps_per_epoch(len(self.train_dataset), self.args.train_batch_size,
+                                               self.args.gradient_accumulation_steps)  # fmt: skip
+            warmup = self.args.get_warmup_steps(num_training_steps)
+            self.lr_scheduler = exponential_per_epoch(optimizer or self.optimizer, per_epoch, cfg.lr_gamma, warmup)
+            return self.lr_scheduler
+
         def _save(self, output_dir=None, state_dict=None):
             if trainable_only:  # the frozen backbone is rebuilt from the model path on a resume
                 state_dict = built.trainable_state_dict()
@@ -178,12 +227,22 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
             return metrics
 
     class _ReportCallback(TrainerCallback):
+        """Each evaluation is reported once: with the checkpoint saved right after it (on_save), or without one
+        when none follows (save_strategy "best" and no new best), at the next step or at the end of training."""
+
+        pending: dict[str, float] | None = None
         last: dict[str, float] = {}
 
+        def flush(self) -> None:
+            if self.pending is not None:
+                reporter.report(dict(self.pending), None)
+                self.pending = None
+
         def on_evaluate(self, args, state, control, metrics=None, **kw):
+            self.flush()
             row = dev_row(metrics or {}, state.epoch, state.global_step, src)
             history.append(row)
-            self.last = row
+            self.pending = self.last = row
 
         def on_save(self, args, state, control, **kw):
             out = Path(args.output_dir)
@@ -191,7 +250,14 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
             best = out / f"checkpoint-{state.best_global_step}" if state.best_global_step else None
             if ckpt.is_dir() and best is not None and best != ckpt and best.is_dir():
                 add_best_weights(ckpt, best)
-            reporter.report(dict(self.last), str(ckpt) if ckpt.is_dir() else None)
+            reporter.report(dict(self.pending or self.last), str(ckpt) if ckpt.is_dir() else None)
+            self.pending = None
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.flush()
+
+        def on_train_end(self, args, state, control, **kw):
+            self.flush()
 
     trainer = _TrialTrainer(
         model=built.model,

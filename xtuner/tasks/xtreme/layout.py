@@ -7,7 +7,10 @@ split; TyDiQA-GoldP's dev set, which XTREME uses as its test set). TyDiQA-GoldP 
 from its test set, so tydiqa selects on SQuAD v1.1 dev (validation/en) and has no validation set in other
 languages.
 Training data in another language is served where the source has it (e.g. google/xtreme PAN-X), else the error
-says why.
+says why. xnli has a second English dev split, "mnli_matched": MNLI's validation_matched (9,815 pairs), the dev
+set salesforce/MPT selects on; it comes from the hub's ``nyu-mll/glue`` ``mnli`` config, GLUE's
+``MNLI/dev_matched.tsv`` (``<data_dir>/mnli/`` or ``<data_dir>/MNLI/``) beside an XTREME folder, or local parquet
+``<data_dir>/xnli/mnli_matched-en.parquet``.
 
 File names follow google-research/xtreme ``scripts/download_data.sh`` + ``utils_preprocess.py``.
 """
@@ -22,6 +25,8 @@ from xtuner.tasks.xtreme.sources import FilePart, HubPart
 
 XTREME = "google/xtreme"
 SPLIT_FILE = {"train": "train", "validation": "dev", "test": "test"}
+MNLI_MATCHED = "mnli_matched"
+GLUE = "nyu-mll/glue"
 
 UDPOS_NAMES = {
     "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek", "en": "English",
@@ -57,6 +62,9 @@ def _en_only(task: str, split: str, lang: str, what: str) -> None:
 
 
 def xnli_hub(split: str, lang: str, repo: str | None) -> HubPart:
+    if split == MNLI_MATCHED:
+        _en_only("xnli", split, lang, "MNLI is English only")
+        return HubPart(GLUE, "mnli", "validation_matched")
     repo = _pick(repo, (XTREME, "facebook/xnli"), "xnli")
     if repo == "facebook/xnli" or split == "train":  # google/xtreme has no MNLI train: facebook/xnli's is it
         return HubPart("facebook/xnli", lang, split)
@@ -133,6 +141,22 @@ def tsv_files(folder: str, train_hint: str) -> FileMap:
         path = root / folder / f"{SPLIT_FILE[split]}-{lang}.tsv"
         hint = train_hint if split == "train" and lang != "en" else ""
         return FilePart(((path, ""),), hint)
+
+    return files
+
+
+def xnli_files(train_hint: str) -> FileMap:
+    """XNLI's tsv files, and GLUE's MNLI dev_matched.tsv for the "mnli_matched" dev split."""
+    tsv = tsv_files("xnli", train_hint)
+
+    def files(split: str, lang: str, root: Path) -> FilePart:
+        if split != MNLI_MATCHED:
+            return tsv(split, lang, root)
+        _en_only("xnli", split, lang, "MNLI is English only")
+        candidates = tuple((root / d / "dev_matched.tsv", "") for d in ("mnli", "MNLI"))
+        hint = ("an XTREME download folder has no MNLI dev set: put GLUE's MNLI/dev_matched.tsv there, or use the "
+                "hub (nyu-mll/glue, config mnli)")  # fmt: skip
+        return FilePart(candidates, hint, reader="glue_mnli")
 
     return files
 

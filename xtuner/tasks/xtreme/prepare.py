@@ -1,11 +1,12 @@
 """Load every split a sweep needs, once, so that datasets caches them before any trial starts.
 
-For each task: train/en and validation/en (the source language), and the evaluation split (``test``, or
-``validation`` with ``eval_split: validation``) for each evaluation language (all the task's languages unless
-`languages` narrows them). Every load goes through ``Task.load``, so the schema is checked, and each split is read
-from its own source when the context names one (``LoadContext.splits``). All splits are tried; problems are
-collected and raised together as one XtunerError, so one run of ``xtuner data prepare`` lists every missing file or
-bad label, and nothing is reported ready that did not load.
+For each task: train/en, the English dev split its trials select on (``validation``, or e.g. ``mnli_matched`` for
+xnli under the ``mpt`` protocol), and the evaluation split (``test``, or ``validation`` with ``eval_split:
+validation``) for each evaluation language (all the task's languages unless `languages` narrows them). Every load
+goes through ``Task.load``, so the schema is checked, and each split is read from its own source when the context
+names one (``LoadContext.splits``). All splits are tried; problems are collected and raised together as one
+XtunerError, so one run of ``xtuner data prepare`` lists every missing file or bad label, and nothing is reported
+ready that did not load.
 """
 
 from __future__ import annotations
@@ -22,25 +23,27 @@ Prepared = tuple[Task, str, str, int]  # (task, split, lang, rows)
 
 @dataclass(frozen=True)
 class Job:
-    """One task's data as a trial reads it: where from, which test languages, which evaluation split."""
+    """One task's data as a trial reads it: where from, which test languages, which evaluation and dev split."""
 
     task: str
     ctx: LoadContext
     languages: tuple[str, ...] | None = None  # None = all of the task's languages
     eval_split: str = "test"
+    dev_split: str = "validation"
 
 
 def needed_splits(
-    task: Task, languages: Iterable[str] | None = None, eval_split: str = "test"
+    task: Task, languages: Iterable[str] | None = None, eval_split: str = "test", dev_split: str = "validation"
 ) -> list[tuple[str, str]]:
     """(split, lang) pairs a zero-shot trial of `task` reads, in a deterministic order, without repeats."""
     if eval_split not in EVAL_SPLITS:
         raise unknown_name("eval_split", eval_split, EVAL_SPLITS)
+    task.check_dev_split(dev_split)
     langs = sorted(set(languages)) if languages is not None else list(task.languages)
     for lang in langs:
         task.check_language(lang)
     src = task.source_lang
-    pairs = [("train", src), ("validation", src)] + [(eval_split, lang) for lang in langs]
+    pairs = [("train", src), (dev_split, src)] + [(eval_split, lang) for lang in langs]
     return list(dict.fromkeys(pairs))
 
 
@@ -49,7 +52,8 @@ def prepare_jobs(jobs: Iterable[Job]) -> list[Prepared]:
     plan = []
     for job in jobs:
         task = get_task(job.task)
-        plan += [(task, split, lang, job.ctx) for split, lang in needed_splits(task, job.languages, job.eval_split)]
+        pairs = needed_splits(task, job.languages, job.eval_split, job.dev_split)
+        plan += [(task, split, lang, job.ctx) for split, lang in pairs if (task, split, lang, job.ctx) not in plan]
     done: list[Prepared] = []
     problems: list[str] = []
     for task, split, lang, ctx in plan:

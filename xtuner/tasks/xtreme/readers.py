@@ -10,6 +10,11 @@ caches the result as Arrow). Formats, as ``utils_preprocess.py`` writes them:
 - tags (udpos, panx): one ``word\\ttag`` line per token, a blank line between sentences; test files hold words only.
 - squad (SQuAD v1.1, XQuAD, MLQA, TyDiQA-GoldP): SQuAD JSON. XTREME strips the answers of test files
   (``answers: [{"answer_start": 0, "text": ""}]``).
+- glue_mnli (not in an XTREME folder: GLUE's ``MNLI/dev_matched.tsv``, the dev set salesforce/MPT selects XNLI
+  models on): a header row naming the columns; ``sentence1``, ``sentence2`` and ``gold_label`` are read, fields are
+  split on tabs without any quoting (as GLUE's own reader does: the text holds bare quote characters). Rows whose
+  gold label is "-" (no annotator majority) are skipped, as GLUE did when it built its 9,815-pair dev_matched from
+  MultiNLI's 10,000.
 
 Every problem raises XtunerError naming the file (and line): missing labels, malformed lines, unknown labels, an
 empty file. A file without labels is never read as if it had them.
@@ -210,4 +215,32 @@ def read_squad(path: str, stamp: str, id_prefix: str) -> Iterator[dict[str, Any]
         raise XtunerError(f"{path}: no questions{what} in the file")
 
 
-READERS = {"pairs": read_pairs, "tags": read_tags, "squad": read_squad}
+def read_glue_mnli(path: str, stamp: str) -> Iterator[dict[str, Any]]:
+    """GLUE's MNLI dev/test tsv -> {premise, hypothesis, label} rows (labels as in the XNLI schema)."""
+    from xtuner.tasks.schemas import NLI_LABELS
+
+    n = 0
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        need = ("sentence1", "sentence2", "gold_label")
+        if header is None or any(c not in header for c in need):
+            raise XtunerError(f"{path}: expected GLUE's MNLI tsv with a header naming {', '.join(need)}; got "
+                              f"{header[:6] if header else 'an empty file'}")  # fmt: skip
+        s1, s2, gold = (header.index(c) for c in need)
+        for row in reader:
+            if not row:
+                continue
+            where = f"{path}:{reader.line_num}"
+            if len(row) != len(header):
+                raise XtunerError(f"{where}: malformed line: {len(row)} fields, the header has {len(header)}")
+            if row[gold].strip() == "-":
+                continue
+            n += 1
+            yield {"premise": row[s1], "hypothesis": row[s2], "label": _label_id(row[gold], NLI_LABELS, where)}
+    if n == 0:
+        raise XtunerError(f"{path}: no examples in the file")
+
+
+READERS = {"pairs": read_pairs, "tags": read_tags, "squad": read_squad, "glue_mnli": read_glue_mnli}
+

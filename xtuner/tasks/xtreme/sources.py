@@ -65,6 +65,7 @@ class FilePart:
 
     candidates: tuple[tuple[Path, str], ...]  # (path, id_prefix for read_squad; "" = none)
     hint: str = ""  # appended to the missing-file error
+    reader: str = ""  # a READERS key for this file instead of the task's own reader (e.g. glue_mnli)
 
 
 def _option(ctx: LoadContext, key: str, env: str) -> Any:

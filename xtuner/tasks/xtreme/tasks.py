@@ -82,10 +82,13 @@ class XtremeLoader:
         assert ctx.data_dir is not None
         root = Path(ctx.data_dir)
         if source == "xtreme":
+            part = self.files(split, lang, root)
+            if part.reader:  # a file in another format (GLUE's MNLI dev set for xnli)
+                return part, part.reader, {}
             kwargs = dict(self.reader_kwargs)
             if self.reader == "tags":
                 kwargs["lang"] = lang
-            return self.files(split, lang, root), self.reader, kwargs
+            return part, self.reader, kwargs
         release = RELEASES.get(self.task)
         if release is None:
             raise XtunerError(
@@ -154,6 +157,7 @@ def _task(
     reader_kwargs: dict[str, Any],
     markers: tuple[str, ...],
     description: str,
+    dev_splits: tuple[str, ...] = ("validation",),
 ) -> Task:
     loader = XtremeLoader(
         name, family, features, labels, hub, files, reader, tuple(reader_kwargs.items()), markers
@@ -174,6 +178,7 @@ def _task(
             family=family,
             description=description,
             data_key=loader.data_key,
+            dev_splits=dev_splits,
         )
     )
 
@@ -183,9 +188,11 @@ _TRAIN_EN = "XTREME's download folder has training data only for en (zero-shot t
 
 XNLI = _task(
     "xnli", "xnli", _SEQ, XNLI_LANGS, XNLI_FEATURES, NLI_LABELS, accuracy, "accuracy", ("premise", "hypothesis"),
-    "label", layout.xnli_hub, layout.tsv_files("xnli", _TRAIN_EN), "pairs",
+    "label", layout.xnli_hub, layout.xnli_files(_TRAIN_EN), "pairs",
     {"columns": ("premise", "hypothesis"), "labels": NLI_LABELS, "with_id": False}, ("xnli",),
-    "XNLI: natural language inference, trained on MultiNLI English, tested in 15 languages.",
+    "XNLI: natural language inference, trained on MultiNLI English, tested in 15 languages; dev splits: "
+    "validation (XNLI en dev) or mnli_matched (MNLI validation_matched, as salesforce/MPT).",
+    dev_splits=("validation", layout.MNLI_MATCHED),
 )  # fmt: skip
 PAWSX = _task(
     "pawsx", "pawsx", _SEQ, PAWSX_LANGS, PAWSX_FEATURES, PAWSX_LABELS, accuracy, "accuracy",
