@@ -297,7 +297,10 @@ def test_cli_dry_runs_and_bad_input_never_import_ray(tmp_path: Path, tiny_model:
         and "deep_prompt: 1 CPU, 0 GPU per trial (10 trials)" in demo["stdout"]
     )
     paper = out["paper"]
-    assert paper["rc"] == 0 and "trials: 16" in paper["stdout"] and "0.5 GPU" in paper["stdout"]
+    assert paper["rc"] == 0 and "trials: 60" in paper["stdout"]
+    for arm in ("deep_prompt: 4 CPU, 0.5 GPU per trial (12 trials)", "finetune-mpt: 4 CPU, 1 GPU per trial (36",
+                "finetune-xtreme: 4 CPU, 1 GPU per trial (12 trials)"):  # fmt: skip
+        assert arm in paper["stdout"]
     assert "GPU-hours" in paper["stdout"] and "GPU-hours" not in demo["stdout"]  # xtuner.cluster.estimate
     for name, needle in [("bad", "methods.finetune.psl"), ("tracking", "does not answer"),
                          ("storage", "cannot write"), ("status-missing", "no sweep 'nope'")]:  # fmt: skip

@@ -16,10 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="finetune", help="finetune | deep_prompt | soft_prompt | lora")
     p.add_argument("--psl", type=int, help="prompt length (prompt methods only)")
     p.add_argument(
-        "--lr", type=float, help="learning rate (default: 1e-4 finetune/lora, 1e-2 prompt methods)"
-    )
-    p.add_argument("--epochs", type=float, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
+        "--lr", type=float,
+        help="learning rate (default: the protocol's, else 1e-4 finetune, 1e-3 lora, 1e-2/3e-2 prompt methods)",
+    )  # fmt: skip
+    p.add_argument("--epochs", type=float, help="default: the protocol's, else 3")
+    p.add_argument("--batch-size", type=int, help="default: the protocol's, else 32")
+    p.add_argument("--protocol", help="a reference recipe (`xtuner protocols`): fills every setting not given")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--data-dir", help="XTREME download/ dir, an original release or local parquet files (real tasks)")
     for split in ("train", "validation", "test"):
@@ -59,21 +61,17 @@ class ConsoleReporter:
 def run(args: argparse.Namespace) -> int:
     from xtuner.trial import run_trial
 
-    config = {
-        "task": args.task, "model": args.model, "method": args.method, "epochs": args.epochs,
-        "batch_size": args.batch_size, "seed": args.seed,
-        "lr": args.lr if args.lr is not None else DEFAULT_LR.get(args.method, 1e-4),
-    }  # fmt: skip
-    if args.psl is not None:
-        config["psl"] = args.psl
-    if args.data_dir:
-        config["data_dir"] = args.data_dir
-    for key in ("train_data", "validation_data", "test_data", "eval_split"):
-        if getattr(args, key):
-            config[key] = getattr(args, key)
+    config = {"task": args.task, "model": args.model, "method": args.method, "seed": args.seed}
+    given = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "psl": args.psl,
+             "data_dir": args.data_dir, "protocol": args.protocol, "train_data": args.train_data,
+             "validation_data": args.validation_data, "test_data": args.test_data, "eval_split": args.eval_split}  # fmt: skip
+    config.update({k: v for k, v in given.items() if v is not None})
     config.update(parse_set(args.set))
+    if not config.get("protocol") and "lr" not in config:  # a protocol brings its own lr
+        config["lr"] = DEFAULT_LR.get(args.method, 1e-4)
     if not args.json:
-        print(f"trial: {args.task} / {args.method} / {config['model']} / lr {config['lr']}", file=sys.stderr)
+        lr = config.get("lr", "from protocol " + str(config.get("protocol")))
+        print(f"trial: {args.task} / {args.method} / {config['model']} / lr {lr}", file=sys.stderr)
     result = run_trial(config, ConsoleReporter(quiet=args.json))
     if args.json:
         keys = ("task", "method", "eval_split", "main_metric", "test", "avg", "gap", "dev", "trainable_params",

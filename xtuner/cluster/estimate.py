@@ -4,8 +4,10 @@ A trial is a flat dict: the run_trial config (``model``, ``method``, ``task``, `
 ``max_train_examples``, ``max_eval_examples``, ``languages``) plus its resources (``gpu``, ``cpu``), and optionally
 ``train_examples`` / ``dev_examples`` / ``test_examples`` for tasks that `TASK_SIZES` does not know.
 
-Work of one trial, in examples: ``epochs x (train + dev)`` (an English dev evaluation after every epoch) ``+ test``
-over the evaluated languages. Evaluation is forward-only, `EVAL_SPEEDUP` times faster than training. Time is
+Work of one trial, in examples: ``epochs x train + evals x dev + test`` over the evaluated languages, where
+``evals`` is one English dev evaluation per epoch, or per ``eval_interval`` optimizer steps (``batch_size x
+grad_accum_steps`` examples each) when the trial sets one, and ``dev`` is the size of its ``dev_split`` (MNLI
+matched is 9,815 pairs, XNLI en dev 2,490). Evaluation is forward-only, `EVAL_SPEEDUP` times faster than training. Time is
 work / `throughput(model, method, max_seq_length)`. GPU-hours are the time a trial keeps one whole GPU busy. A trial
 that takes a fraction f of a GPU, such as two prompt-tuning trials on one GPU at f = 0.5, is assumed to run 1/f times
 slower. It keeps the same GPU-hours. A trial with k whole GPUs is assumed to run k times faster. This is conservative, because small-batch prompt tuning rarely fills a GPU alone.
@@ -63,6 +65,8 @@ TASK_SIZES: dict[str, dict[str, int]] = {
     "tydiqa": {"train": 3_696, "dev": 440, "test_per_lang": 700},
 }
 TASK_LANGUAGES = {"xnli": 15, "pawsx": 7, "udpos": 33, "panx": 40, "xquad": 11, "mlqa": 7, "tydiqa": 9}
+# other English dev splits a trial may select on (TrialConfig.dev_split)
+DEV_SIZES: dict[tuple[str, str], int] = {("xnli", "mnli_matched"): 9_815}
 
 # the GPU worker types of cluster.yaml (tests/test_cluster_config.py keeps the two in step)
 WORKER_TYPES: dict[str, dict[str, Any]] = {
@@ -99,7 +103,7 @@ def trial_examples(trial: Mapping[str, Any]) -> tuple[float, float, float]:
         raise XtunerError(
             f"task {task!r}: unknown size; give train_examples (known tasks: {', '.join(sorted(TASK_SIZES))})"
         )
-    dev = trial.get("dev_examples", sizes.get("dev", 0))
+    dev = trial.get("dev_examples", DEV_SIZES.get((task, str(trial.get("dev_split"))), sizes.get("dev", 0)))
     if "test_examples" in trial:
         test = trial["test_examples"]
     else:
@@ -125,8 +129,18 @@ def trial_gpu_hours(trial: Mapping[str, Any], *, gpu_type: str = REFERENCE_GPU,
     epochs = float(trial.get("epochs", 3))
     tput = throughput(trial["model"], trial["method"], max_seq_length=int(trial.get("max_seq_length", REFERENCE_SEQ)),
                       gpu_type=gpu_type, table=table)  # fmt: skip
-    seconds = epochs * train / tput + (epochs * dev + test) / (tput * EVAL_SPEEDUP)
+    seconds = epochs * train / tput + (dev_evaluations(trial, train) * dev + test) / (tput * EVAL_SPEEDUP)
     return seconds / 3600.0
+
+
+def dev_evaluations(trial: Mapping[str, Any], train: float) -> float:
+    """English dev evaluations of a trial: one per epoch, or one per `eval_interval` optimizer steps."""
+    epochs = float(trial.get("epochs", 3))
+    interval = trial.get("eval_interval")
+    if not interval:
+        return epochs
+    per_update = int(trial.get("batch_size", 32)) * int(trial.get("grad_accum_steps", 1))
+    return math.ceil(epochs * math.ceil(train / per_update) / int(interval))
 
 
 @dataclass
@@ -148,7 +162,7 @@ def estimate_gpu_hours(trials: Iterable[Mapping[str, Any]], *, gpu_type: str = R
         if float(t.get("gpu", 1)) <= 0:
             cpu_only += 1
             continue
-        label = f"{t.get('task', '?')}/{t.get('method', '?')}/{model_key(t.get('model', '?'))}"
+        label = f"{t.get('task', '?')}/{t.get('arm', t.get('method', '?'))}/{model_key(t.get('model', '?'))}"
         try:
             hours = trial_gpu_hours(t, gpu_type=gpu_type, table=table)
         except XtunerError as e:

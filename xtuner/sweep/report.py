@@ -19,8 +19,8 @@ from rich.table import Table
 from xtuner.sweep.space import SweepPlan
 from xtuner.sweep.state import SweepState, TrialRecord
 
-# fixed settings the dry-run table shows beside the searched ones
-SHOWN = ("lr", "psl", "batch_size", "epochs")
+# resolved settings the dry-run table shows beside the searched ones
+SHOWN = ("protocol", "lr", "psl", "batch_size", "grad_accum_steps", "epochs", "selection")
 
 
 def fmt_params(values: dict[str, Any]) -> str:
@@ -41,7 +41,10 @@ def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
             table.add_column(col)
         for i, (key, params) in enumerate(plan.run_order(), 1):
             g = plan.groups[key]
-            shown = {k: g.fixed[k] for k in SHOWN if k in g.fixed} | params
+            flat = g.flat(params)
+            shown = {k: flat[k] for k in SHOWN if flat.get(k) is not None} | params
+            if shown.get("grad_accum_steps") == 1:
+                del shown["grad_accum_steps"]
             table.add_row(str(i), g.task, g.method, g.model, str(g.seed), fmt_params(shown))
     else:
         table = Table(
@@ -115,7 +118,7 @@ def planned_trials(plan: SweepPlan) -> list[dict[str, Any]]:
         points = [(g, first(g)) for g in plan.groups.values() for _ in range(plan.spec.num_samples)]
     for group, params in points:
         cpu, gpu = plan.resources(group.method)
-        out.append({**group.flat(params), "cpu": cpu, "gpu": gpu})
+        out.append({**group.flat(params), "cpu": cpu, "gpu": gpu, "arm": group.method})
     return out
 
 

@@ -4,7 +4,9 @@ A *group* is one (task, method, model, seed). Its run_trial settings are merged 
 ``trial:`` block < ``epochs:`` < ``tasks.<t>.trial`` < ``methods.<m>`` < ``tasks.<t>.methods.<m>``. In a method
 block a scalar is fixed, a list is a grid axis (grid) or a choice (random/optuna), and ``{loguniform: [a, b]}``,
 ``{uniform: [a, b]}``, ``{randint: [a, b]}`` (inclusive) are distributions (random/optuna only). Method settings
-live only in their method's block, so ``psl`` never multiplies ``finetune``.
+live only in their method's block, so ``psl`` never multiplies ``finetune``. A key of ``methods:`` is an arm
+(`xtuner.sweep.arms`): a method's name, or a name whose block says ``method: NAME``. A ``protocol:`` setting is
+resolved in `Group.flat`, so a preset fills what the blocks leave unset.
 
 Each trial's Tune config names its group and its searched values; `SweepPlan.to_flat` turns it into the flat
 run_trial config. Shapes: grid ``{"point": {"group": g, "params": {..}}}``; random ``{"group": g, "sampled": {g:
@@ -64,6 +66,7 @@ class Group:
     axes: dict[str, list[Any]]
     dists: dict[str, Dist]
     origin: dict[str, list[str]] = field(repr=False)  # setting -> spec path
+    base: str = ""  # the registered method `method` (an arm of methods:) runs; "" = the same name
 
     @property
     def label(self) -> str:
@@ -81,14 +84,21 @@ class Group:
         ]
 
     def flat(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {**self.fixed, **{k: v for k, v in params.items() if k in self.axes or k in self.dists}}
+        """The trial's flat config, its protocol resolved (the settings MLflow logs and the trial runs)."""
+        from xtuner.sweep.arms import resolved
+
+        return resolved({**self.fixed, **{k: v for k, v in params.items() if k in self.axes or k in self.dists}})
 
     def epochs_min(self) -> float:
         if "epochs" in self.axes:
             return float(min(self.axes["epochs"]))
         if "epochs" in self.dists:
             return float(self.dists["epochs"].low)
-        return float(self.fixed.get("epochs", TrialConfig.model_fields["epochs"].default))
+        default = TrialConfig.model_fields["epochs"].default
+        try:  # a protocol may set the epochs
+            return float(min(self.flat(p).get("epochs", default) for p in self.grid_points()))
+        except XtunerError:
+            return float(self.fixed.get("epochs", default))
 
 
 @dataclass
@@ -127,34 +137,31 @@ class SweepPlan:
         return self.groups[config.get("point", config)["group"]]
 
     def resources(self, method: str) -> tuple[float, float]:
-        r = self.spec.resources.methods.get(method, self.spec.resources)
-        return r.cpu, r.gpu
+        """CPU and GPU per trial of an arm of methods: (its own resources, else its method's, else the default)."""
+        from xtuner.sweep.arms import arm_resources
+
+        return arm_resources(self.spec, method)
 
 
 # ------------------------------------------------------------------------------------------------ building
 def build_plan(spec: SweepSpec, *, resolve_models: bool = False) -> SweepPlan:
     """Validate the meaning of `spec` and expand it into groups; raise one XtunerError naming the spec path."""
-    from xtuner.methods import method_names
+    from xtuner.sweep.arms import base_method, check_resource_keys
     from xtuner.tasks import task_names
 
-    valid_tasks, valid_methods = task_names(), method_names()
+    valid_tasks = task_names()
     for t in spec.tasks:
         if t not in valid_tasks:
             raise spec.error(["tasks", t], str(unknown_name("task", t, valid_tasks)))
     for m in spec.methods:
-        if m not in valid_methods:
-            raise spec.error(["methods", m], str(unknown_name("method", m, valid_methods)))
+        base_method(spec, m)
     for t, over in spec.tasks.items():
         for m in over.methods:
             if m not in spec.methods:
                 raise spec.error(
                     ["tasks", t, "methods", m], f"method {m!r} is not in methods: ({', '.join(spec.methods)})"
                 )
-    for m in spec.resources.methods:
-        if m not in spec.methods:
-            raise spec.error(
-                ["resources", "methods", m], f"method {m!r} is not in methods: ({', '.join(spec.methods)})"
-            )
+    check_resource_keys(spec)
     check_models(spec, resolve_models)
     if spec.data_dir and not Path(spec.data_dir).expanduser().is_dir():
         raise spec.error(["data_dir"], f"{spec.data_dir!r} is not a directory")
@@ -182,27 +189,32 @@ def build_plan(spec: SweepSpec, *, resolve_models: bool = False) -> SweepPlan:
 def _group(
     spec: SweepSpec, key: str, t: str, m: str, model: str, seed: int, base: dict, base_origin: dict
 ) -> Group:
-    """One task / method / model / seed: merge the blocks (see the module doc), then check it."""
+    """One task / arm of methods: / model / seed: merge the blocks (see the module doc), then check it."""
+    from xtuner.sweep.arms import ARM_KEY, base_method
     from xtuner.tasks import get_task
 
     task = get_task(t)
+    runs = base_method(spec, m)
     fixed, origin = dict(base), dict(base_origin)
     over, over_origin = _fixed_block(spec, spec.tasks[t].trial, ["tasks", t, "trial"])
     fixed.update(over)
     origin.update(over_origin)
-    fixed.update(task=t, method=m, model=model, seed=seed)
+    fixed.update(task=t, method=runs, model=model, seed=seed)
     axes: dict[str, list[Any]] = {}
     dists: dict[str, Dist] = {}
     blocks = [(spec.methods[m], ["methods", m]), (spec.tasks[t].methods.get(m), ["tasks", t, "methods", m])]
     for block, loc in blocks:
         for name, value in (block or {}).items():
-            _check_key(spec, name, m, loc + [name])
+            if name == ARM_KEY and loc == ["methods", m]:
+                continue  # the arm's method, not a setting
+            _check_key(spec, name, runs, loc + [name])
             for d in (fixed, axes, dists):
                 d.pop(name, None)
             _place(spec, name, value, loc + [name], fixed, axes, dists)
             origin[name] = loc + [name]
-    group = Group(key, t, m, model, seed, task.main_metric, fixed, axes, dists, origin)
-    if "lr" not in fixed and "lr" not in axes and "lr" not in dists:
+    group = Group(key, t, m, model, seed, task.main_metric, fixed, axes, dists, origin, base=runs)
+    has_protocol = fixed.get("protocol") is not None or "protocol" in axes
+    if "lr" not in fixed and "lr" not in axes and "lr" not in dists and not has_protocol:
         raise spec.error(["methods", m], f"no learning rate for task {t!r}: set lr (a value or a list)")
     _check_languages(spec, group, task)
     _check_group_search(spec, group)
@@ -248,7 +260,8 @@ def _check_key(spec: SweepSpec, key: str, method: str, loc: list[str]) -> None:
     from xtuner.methods import get_method
 
     if key in RESERVED:
-        raise spec.error(loc, f"{key!r} is set by {RESERVED[key]} at the top level, not in a method block")
+        where = "methods.<arm> only (method: NAME)" if key == "method" else f"{RESERVED[key]} at the top level"
+        raise spec.error(loc, f"{key!r} is set by {where}, not here")
     if key in FORBIDDEN:
         raise spec.error(loc, f"{key!r} cannot be set in a sweep: {FORBIDDEN[key]}")
     own = get_method(method).setting_names()
@@ -315,9 +328,13 @@ def _check_values(spec: SweepSpec, group: Group) -> None:
             for k, values in sorted({**group.axes, **{k: d.ends() for k, d in group.dists.items()}}.items())
             for v in values
         ]
+    from xtuner.sweep.arms import resolve_or_spec_error
+
     seen: set[str] = set()
     for params in points:
-        flat = group.flat(params)
+        flat = resolve_or_spec_error(
+            spec, group.origin, {**group.fixed, **{k: v for k, v in params.items() if k in group.searched}}
+        )
         key = repr(sorted(flat.items(), key=lambda kv: kv[0]))
         if key not in seen:
             seen.add(key)
@@ -334,17 +351,25 @@ def _check_point(spec: SweepSpec, group: Group, flat: dict[str, Any]) -> None:
     except ValidationError as e:
         err = e.errors()[0]
         key = str(err["loc"][0]) if err["loc"] else ""
-        where = group.origin.get(key, [key])
+        where = group.origin.get(key, group.origin.get("protocol", [key]))
         raise spec.error(
             where, f"{err['msg']} (got {flat.get(key)!r}, {group.task} / {group.method})"
         ) from None
+    from xtuner.tasks import get_task
+
     try:
-        get_method(group.method).settings.model_validate(settings)
+        get_task(group.task).check_dev_split(str(flat.get("dev_split", "validation")))
+    except XtunerError as e:
+        raise spec.error(group.origin.get("dev_split", group.origin.get("protocol", ["tasks", group.task])),
+                         str(e)) from None  # fmt: skip
+    method = group.base or group.method
+    try:
+        get_method(method).settings.model_validate(settings)
     except ValidationError as e:
         loc = e.errors()[0]["loc"]
         key = str(loc[0]) if loc else ""
         try:
-            validate_settings(group.method, settings)
+            validate_settings(method, settings)
             message = str(e)
         except XtunerError as bad:
             message = str(bad)

@@ -43,6 +43,9 @@ class TrialConfig(BaseModel):
     selection: Literal["metric", "loss", "last"] = "metric"
     save_strategy: Literal["eval", "best"] = "eval"  # checkpoint at every en-dev evaluation, or only at a new best
     dev_split: str = "validation"  # the English dev set that selection reads (a task may offer more, e.g. xnli)
+    protocol: str | None = None  # a preset (xtuner.protocols) that fills every setting this config leaves unset
+    protocol_version: int | None = None  # written by the resolution; set it to pin a version
+    protocol_overrides: list[str] | None = None  # written by the resolution: preset settings this config changed
     languages: list[str] | None = None  # zero-shot test languages; None = all of the task's languages
     # what the zero-shot evaluation reads: "test" (the task's test sets), or "validation" (the dev sets, for data
     # without test labels; metrics keep the names test/<lang>/..., and the English number is then the selection
@@ -90,6 +93,10 @@ class TrialConfig(BaseModel):
 
     @classmethod
     def from_flat(cls, flat: dict[str, Any]) -> TrialConfig:
+        """Split a flat config (after filling in its protocol, if it names one) into common and method settings."""
+        from xtuner.protocols import resolve
+
+        flat = resolve(flat)
         common = {k: v for k, v in flat.items() if k in cls.model_fields and k != "method_settings"}
         extra = {k: v for k, v in flat.items() if k not in cls.model_fields}
         extra.update(flat.get("method_settings") or {})
