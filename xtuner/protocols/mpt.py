@@ -113,7 +113,8 @@ def _squad(script: str, *, prompt: bool, lr, psl, readme: str, batch: int, accum
         Setting("last", f"{script}:34", NO_BEST),
         **_every_epoch(script, 33 if "tydia" in script or not prompt else 32, 34 if "tydia" in script or not prompt else 33),
         "dev_split": Setting("validation", "tasks/qa/dataset.py:96" if "tydia" in script else "tasks/qa/dataset.py:98",
-                             "TyDiQA-GoldP en dev" if "tydia" in script else
+                             "MPT selects on TyDiQA-GoldP en dev, XTREME's English test set; xtuner's tydiqa "
+                             "validation is SQuAD v1.1 dev (never the test set; docs/fidelity.md)" if "tydia" in script else
                              "SQuAD v1.1 dev (load_dataset('squad'))"),
     }  # fmt: skip
     if prompt:

@@ -98,7 +98,9 @@ ENTRIES = {
     "panx": {"finetune": _tag("scripts/train_panx.sh", every=(1000, 61), best=73)},
     "xquad": {"finetune": _QA},
     "mlqa": {"finetune": _QA},
-    "tydiqa": {"finetune": {**_QA, "dev_split": Setting("validation", f"{QA}:52", "PREDICT_FILE: TyDiQA-GoldP English dev")}},
+    "tydiqa": {"finetune": {**_QA, "dev_split": Setting(
+        "validation", f"{QA}:52", "PREDICT_FILE: TyDiQA-GoldP en dev, scored once after training (no selection); "
+        "xtuner's tydiqa validation is SQuAD v1.1 dev, for the dev curve only")}},
 }  # fmt: skip
 
 XTREME = register_protocol(
