@@ -62,7 +62,7 @@ TASK_SIZES: dict[str, dict[str, int]] = {
     "panx": {"train": 20_000, "dev": 10_000, "test_per_lang": 5_000},
     "xquad": {"train": 87_599, "dev": 10_570, "test_per_lang": 1_190},
     "mlqa": {"train": 87_599, "dev": 1_148, "test_per_lang": 5_000},
-    "tydiqa": {"train": 3_696, "dev": 440, "test_per_lang": 700},
+    "tydiqa": {"train": 3_696, "dev": 10_570, "test_per_lang": 700},  # selects on SQuAD v1.1 dev
 }
 TASK_LANGUAGES = {"xnli": 15, "pawsx": 7, "udpos": 33, "panx": 40, "xquad": 11, "mlqa": 7, "tydiqa": 9}
 # other English dev splits a trial may select on (TrialConfig.dev_split)
