@@ -4,6 +4,10 @@ Each sub-command lives in its own module ``xtuner/cli/cmd_<name>.py`` that defin
 ``register(subparsers) -> None``; modules are discovered automatically, so adding a command touches no core file.
 A handler is set with ``parser.set_defaults(func=handler)``; the handler gets the parsed args and returns an exit
 code (or None for 0). Errors the user can fix are raised as XtunerError and printed without a traceback.
+
+Everything the command prints (its own lines, Ray's and MLflow's messages, a traceback of an unexpected error) goes
+through `xtuner.cluster.redact.RedactingStream`: URI passwords and registered secrets (secret-named environment
+variables, passwords in the spec's URIs) never reach the terminal or a log that captures it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from xtuner.cluster.redact import RedactingStream, register_env_secrets
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    register_env_secrets()
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -45,11 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except XtunerError as e:
-        print(f"error: {e}", file=sys.stderr)
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        print(f"error: {'; '.join(lines) or type(e).__name__}", file=sys.stderr)  # one line, always
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug, not a user error: the traceback, through the redacting stream
+        import traceback
+
+        traceback.print_exc()
+        return 1
     return int(rc or 0)
 
 

@@ -34,7 +34,7 @@ from xtuner.tasks.base import HeadType
 class MethodSettings(BaseModel):
     """Base of every method's settings: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # finite numbers only
 
 
 @dataclass(frozen=True)

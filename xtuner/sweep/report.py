@@ -70,6 +70,8 @@ def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
         console.print(f"eval_split (what test/... metrics are scored on): {', '.join(splits)}")
     for line in resource_plan(plan):
         console.print(line)
+    for line in plan.warnings:
+        console.print(line, style="yellow", soft_wrap=True)
 
 
 def resource_plan(plan: SweepPlan) -> list[str]:

@@ -21,6 +21,7 @@ optuna, every choice and distribution end) passes TrialConfig and the method's s
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,14 @@ class Group:
 
         return resolved({**self.fixed, **{k: v for k, v in params.items() if k in self.axes or k in self.dists}})
 
+    def values(self, key: str, default: Any = None) -> list[Any]:
+        """Every value `key` takes in this group (fixed, a list's values, a distribution's ends)."""
+        if key in self.axes:
+            return list(self.axes[key])
+        if key in self.dists:
+            return self.dists[key].ends()
+        return [self.fixed.get(key, default)]
+
     def epochs_min(self) -> float:
         if "epochs" in self.axes:
             return float(min(self.axes["epochs"]))
@@ -105,6 +114,7 @@ class Group:
 class SweepPlan:
     spec: SweepSpec
     groups: dict[str, Group]
+    warnings: list[str] = field(default_factory=list)  # printed by the dry run and by `sweep run`
 
     @property
     def grid(self) -> list[tuple[str, dict[str, Any]]]:
@@ -162,6 +172,8 @@ def build_plan(spec: SweepSpec, *, resolve_models: bool = False) -> SweepPlan:
                     ["tasks", t, "methods", m], f"method {m!r} is not in methods: ({', '.join(spec.methods)})"
                 )
     check_resource_keys(spec)
+    from xtuner.sweep.limits import check_model_limits, check_models, epoch_warnings
+
     check_models(spec, resolve_models)
     if spec.data_dir and not Path(spec.data_dir).expanduser().is_dir():
         raise spec.error(["data_dir"], f"{spec.data_dir!r} is not a directory")
@@ -183,6 +195,8 @@ def build_plan(spec: SweepSpec, *, resolve_models: bool = False) -> SweepPlan:
     groups = [_group(spec, f"g{i:02d}", *combo, base, base_origin) for i, combo in enumerate(combos)]
     plan = SweepPlan(spec, {g.key: g for g in groups})
     _check_search(spec, plan)
+    check_model_limits(spec, plan)
+    plan.warnings = epoch_warnings(plan)
     return plan
 
 
@@ -237,6 +251,8 @@ def _fixed_block(spec: SweepSpec, block: dict[str, Any], loc: list[str]) -> tupl
             raise spec.error(loc + [key], f"unknown trial setting {hint}{extra}")
         if key in PATH_SETTINGS and isinstance(value, str):
             value = str(Path(value).expanduser().resolve())
+            if Path(value).exists() and not Path(value).is_dir():
+                raise spec.error(loc + [key], f"{value!r} is a file, not a folder")
         if key in SOURCE_SETTINGS and isinstance(value, str):
             try:
                 value = absolute_split_source(value)
@@ -292,10 +308,10 @@ def _place(
         ok = (
             isinstance(args, list)
             and len(args) == 2
-            and all(isinstance(a, int | float) and not isinstance(a, bool) for a in args)
+            and all(isinstance(a, int | float) and not isinstance(a, bool) and math.isfinite(a) for a in args)
         )
         if not ok or not args[0] < args[1]:
-            raise spec.error(loc + [kind], f"expects [low, high] numbers with low < high, got {args!r}")
+            raise spec.error(loc + [kind], f"expects [low, high] finite numbers with low < high, got {args!r}")
         if kind == "loguniform" and args[0] <= 0:
             raise spec.error(loc + [kind], f"loguniform needs low > 0, got {args[0]!r}")
         if kind == "randint" and not all(float(a).is_integer() for a in args):
@@ -413,17 +429,6 @@ def _check_group_search(spec: SweepSpec, g: Group) -> None:
     if spec.scheduler.type == "asha" and g.epochs_min() <= spec.scheduler.grace_period:
         raise spec.error(["scheduler", "grace_period"], f"ASHA's grace_period ({spec.scheduler.grace_period:g}) must be "
                          f"below the epochs of every trial ({g.label} runs {g.epochs_min():g}); ASHA would never stop a trial")  # fmt: skip
-
-
-def check_models(spec: SweepSpec, resolve: bool) -> None:
-    from xtuner.models import resolve_model
-
-    loc = ["model"] if spec.model is not None else ["models"]
-    for name in spec.model_names:
-        try:
-            resolve_model(name, build_if_missing=resolve)
-        except XtunerError as e:
-            raise spec.error(loc, str(e)) from None
 
 
 def asha_max_t(group: Group) -> float:

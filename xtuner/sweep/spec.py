@@ -7,6 +7,11 @@ scheduler conflicts) is checked by `xtuner.sweep.space.build_plan`, also before 
 
 `--set a.b.c=value` overrides are applied to the parsed YAML before validation (dotted paths, values parsed as
 YAML scalars by `xtuner.cli.common.parse_set`).
+
+Bounds on the input itself (`load_yaml`): the file must be UTF-8 text of at most `MAX_YAML_BYTES`; anchors and aliases
+may not expand it past `MAX_YAML_NODES` values (a 645-byte "billion laughs" spec would otherwise exhaust memory), nor
+refer to themselves. Every number is finite (``.inf``/``.nan`` are refused), and the sweep name is at most
+`MAX_NAME_LENGTH` characters (it names a folder and MLflow runs).
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ from pydantic import (
 from xtuner.errors import XtunerError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MAX_NAME_LENGTH = 100
+MAX_YAML_BYTES = 1_000_000
+MAX_YAML_NODES = 50_000  # values after expanding aliases; a large spec has a few hundred
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SchedulerSpec(_Strict):
@@ -80,7 +88,7 @@ class TaskOverride(_Strict):
 
 
 class SweepSpec(_Strict):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
     description: str = ""
     model: str | None = None
     models: list[str] | None = Field(None, min_length=1)
@@ -163,11 +171,9 @@ def load_spec(
         path = Path(source).expanduser()
         if not path.is_file():
             raise XtunerError(f"sweep spec {str(source)!r} not found")
-        where, text = str(source), path.read_text()
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise XtunerError(f"{where}: not valid YAML: {e}") from None
+        where = str(source)
+        text = read_text_file(path, where)
+        raw = load_yaml(text, where)
     if not isinstance(raw, dict):
         raise XtunerError(f"{where}: expected a mapping of sweep settings at the top level")
     raw = _apply_overrides(raw, overrides or {})
@@ -175,12 +181,78 @@ def load_spec(
         raw = _apply_overrides(raw, {"tracking.uri": tracking_uri})
     if storage:
         raw = _apply_overrides(raw, {"storage": storage})
+    from xtuner.cluster.redact import register_secrets_in
+
+    register_secrets_in(raw)  # passwords in its URIs are masked in everything printed or written from now on
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
         raise XtunerError(f"{where}: {format_validation_error(e, text)}") from None
     spec._where, spec._text = where, text
     return spec
+
+
+def read_text_file(path: Path, where: str, max_bytes: int = MAX_YAML_BYTES) -> str:
+    """The UTF-8 text of `path` (a byte-order mark is allowed); XtunerError naming the file otherwise."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise XtunerError(f"{where}: {size:,} bytes; a spec is at most {max_bytes:,} bytes")
+        data = path.read_bytes()
+    except OSError as e:
+        raise XtunerError(f"{where}: cannot read it ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise XtunerError(f"{where}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                          "save it as UTF-8") from None  # fmt: skip
+
+
+def load_yaml(text: str, where: str, max_nodes: int = MAX_YAML_NODES) -> Any:
+    """`yaml.safe_load` with bounds: one document, at most `max_nodes` values once aliases are expanded, no alias
+    that contains itself. Raises one XtunerError naming `where`."""
+    if len(text) > MAX_YAML_BYTES:
+        raise XtunerError(f"{where}: {len(text):,} characters; a spec is at most {MAX_YAML_BYTES:,}")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {}, set(), max_nodes)
+        if size > max_nodes:
+            raise XtunerError(f"{where}: the YAML expands to more than {max_nodes:,} values through its aliases "
+                              "(*name); write the repeated parts out or use fewer aliases")  # fmt: skip
+        return loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise XtunerError(f"{where}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise XtunerError(f"{where}: the YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int], limit: int) -> int:
+    """Values under `node` with every alias expanded (memoised per node, so aliases cost nothing here)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise XtunerError("the YAML has an alias inside its own anchor (a recursive structure)")
+    open_.add(key)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    for child in children:
+        total += _expanded_size(child, sizes, open_, limit)
+        if total > limit:
+            break
+    open_.discard(key)
+    sizes[key] = total
+    return total
 
 
 def _apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:

@@ -86,16 +86,38 @@ class SweepState:
 
     @classmethod
     def load(cls, path: str | Path) -> SweepState:
+        """The state in `path`; one XtunerError naming the file and the key for anything that is not a state file
+        this version wrote (not JSON or UTF-8, not an object, a missing, unknown or mistyped key, an unknown trial
+        state)."""
+        where = f"sweep state {str(path)!r}"
         try:
             raw = json.loads(read_text(str(path)))
-        except (OSError, json.JSONDecodeError) as e:
-            raise XtunerError(f"cannot read the sweep state {str(path)!r}: {e}") from None
-        trials = {tid: TrialRecord(**rec) for tid, rec in raw.pop("trials", {}).items()}
-        return cls(**raw, trials=trials)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise XtunerError(f"cannot read the {where}: {e}") from None
+        return cls.from_dict(raw, where)
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> SweepState:
+        _check_fields(cls, raw, where)
+        trials = raw.get("trials", {})
+        if not isinstance(trials, dict):
+            raise XtunerError(f"{where}: key 'trials': expected an object of trial id -> record, got {_kind(trials)}")
+        records = {}
+        for tid, rec in trials.items():
+            at = f"{where}: trials.{tid}"
+            _check_fields(TrialRecord, rec, at)
+            if rec.get("state", "running") not in STATES:
+                raise XtunerError(f"{at}: key 'state': unknown trial state {rec['state']!r}; valid: {', '.join(STATES)}")
+            records[tid] = TrialRecord(**rec)
+        return cls(**{k: v for k, v in raw.items() if k != "trials"}, trials=records)
 
     def save(self, path: str | Path) -> None:
+        """Written redacted (`xtuner.cluster.redact.redact`): a password in the tracking URI or the spec never reaches
+        the file; `resume` and `sync` ask for it again (see `xtuner.sweep.runner.tracking_uri_for`)."""
+        from xtuner.cluster.redact import redact
+
         self.tracking_pending = self.pending()
-        write_text(str(path), json.dumps(asdict(self), indent=1, sort_keys=True, default=str))
+        write_text(str(path), json.dumps(redact(asdict(self)), indent=1, sort_keys=True, default=str))
 
     def pending(self) -> list[str]:
         """Finished trials (and ``"parent"`` once the sweep finished) not yet written to MLflow completely."""
@@ -109,6 +131,46 @@ class SweepState:
         for rec in self.trials.values():
             out[rec.state] += 1
         return out
+
+
+_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict, "list": list}
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _check_fields(cls: type, raw: Any, where: str) -> None:
+    """`raw` is an object whose keys are fields of the dataclass `cls`, with every required one present and every
+    value of the field's JSON type (None allowed where the field is optional)."""
+    import dataclasses
+    import typing
+
+    if not isinstance(raw, dict):
+        raise XtunerError(f"{where}: expected an object (a state file xtuner wrote), got {_kind(raw)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise XtunerError(f"{where}: unknown key {key!r} (not a state file of this xtuner version?)")
+    hints = typing.get_type_hints(cls)
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in raw:
+            if required:
+                raise XtunerError(f"{where}: missing key {name!r}")
+            continue
+        value, hint = raw[name], hints[name]
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        base = typing.get_origin(hint) or hint
+        if optional:
+            base = next(a for a in args if a is not type(None))
+            base = typing.get_origin(base) or base
+        if value is None and optional:
+            continue
+        expected = _TYPES.get(getattr(base, "__name__", ""), object)
+        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool) and base is not bool):
+            raise XtunerError(f"{where}: key {name!r}: expected {getattr(base, '__name__', base)}, got {_kind(value)}")
 
 
 def find_sweep_dir(name_or_path: str, storage: str | None = None) -> str:
@@ -185,9 +247,15 @@ def write_text(path: str, text: str) -> None:
     target = Path(path).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the rename: a full disk fails here, not later
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)  # a full disk leaves no half-written temp file behind
+        raise
 
 
 def remove_tree(path: str) -> None:

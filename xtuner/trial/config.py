@@ -16,7 +16,7 @@ from xtuner.errors import XtunerError
 
 
 class TrialConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # finite numbers only
 
     task: str
     model: str = "builtin:tiny-xlmr"

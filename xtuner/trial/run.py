@@ -95,10 +95,9 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
 
 # ------------------------------------------------------------------------------------------------ 1. setup
 def setup_trial(config: dict[str, Any] | TrialConfig) -> Setup:
-    from transformers import AutoTokenizer
-
     from xtuner.methods import validate_settings
     from xtuner.models import resolve_model
+    from xtuner.models.checks import check_max_seq_length, load_tokenizer, model_config
     from xtuner.tasks import get_task
 
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_flat(config)
@@ -109,13 +108,15 @@ def setup_trial(config: dict[str, Any] | TrialConfig) -> Setup:
     for lang in languages:
         task.check_language(lang)
     model_path = resolve_model(cfg.model)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
-    except OSError as e:
-        raise XtunerError(f"cannot load the tokenizer of model {cfg.model!r}: {e}") from None
+    tokenizer = load_tokenizer(model_path, cfg.model, trust_remote_code=cfg.trust_remote_code)  # vocab fits
+    config = model_config(model_path)
+    if config is not None:
+        check_max_seq_length(cfg.max_seq_length, config, cfg.model)
     from xtuner.data.cache import default_cache_dir
 
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise XtunerError(f"cache_dir {str(cache_dir)!r} is a file, not a folder")
     doc_stride = cfg.doc_stride if cfg.doc_stride is not None else min(128, cfg.max_seq_length // 3)
     return Setup(cfg, task, model_path, settings, tokenizer, languages, cache_dir, doc_stride, use_bf16(cfg))
 
@@ -192,12 +193,22 @@ def build(setup: Setup):
     from transformers import set_seed
 
     from xtuner.methods import build_model
+    from xtuner.models.checks import check_weights, model_config
 
     set_seed(setup.cfg.seed)
-    return build_model(
-        setup.model_path, setup.task.head, max(len(setup.task.labels), 1), setup.cfg.method,
-        setup.settings.model_dump(), trust_remote_code=setup.cfg.trust_remote_code,
-    )  # fmt: skip
+    check_weights(setup.model_path, model_config(setup.model_path))  # truncated, garbage or foreign weights
+    try:
+        return build_model(
+            setup.model_path, setup.task.head, max(len(setup.task.labels), 1), setup.cfg.method,
+            setup.settings.model_dump(), trust_remote_code=setup.cfg.trust_remote_code,
+        )  # fmt: skip
+    except (OSError, RuntimeError, ValueError) as e:
+        if "ignore_mismatched_sizes" in str(e) or "size mismatch" in str(e):
+            raise XtunerError(f"model {setup.cfg.model!r} ({setup.model_path}): its weights do not match its "
+                              "config.json (tensor shapes differ)") from None  # fmt: skip
+        if isinstance(e, OSError) or type(e).__name__ == "SafetensorError":
+            raise XtunerError(f"cannot load model {setup.cfg.model!r} ({setup.model_path}): {e}") from None
+        raise
 
 
 # ------------------------------------------------------------------------------------------------ 4. train

@@ -1,0 +1,249 @@
+"""Bad input from a hostile or clumsy user: each case is ONE `error: ...` line (exit code 2, no traceback) that names
+the file, key or value, through the real CLI (in this process, so it is cheap). No Ray is needed: every case fails
+before a sweep starts (dry run, pre-flight, trial setup) or reads only the state file.
+
+- spec files: not UTF-8, a YAML alias bomb, a recursive alias, a 300-character name, infinite numbers (epochs, lr,
+  a distribution's end), max_seq_length past the model's positions (at dry-run time), cache_dir naming a file;
+  ``epochs: 1e9`` is accepted with a warning that carries the dry run's estimate;
+- state files: ``[]``, ``{}``, an extra key, an unknown trial state, a mistyped value, bytes that are not UTF-8
+  (for `status` and for `sync`, which must not blame MLflow);
+- model folders: no tokenizer files, a tokenizer larger or much smaller than the embeddings, a truncated
+  tokenizer.json, a truncated or garbage safetensors file, a config whose sizes do not match the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xtuner.cli import main as cli_main
+from xtuner.models import resolve_model
+
+BOMB = """name: bomb
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def spec(model: str, **over) -> dict:
+    raw = {"name": "bad", "model": model, "tasks": ["synth-xnli"], "methods": {"finetune": {"lr": [1.0e-3]}},
+           "epochs": 1, "trial": {"max_train_examples": 16}}  # fmt: skip
+    for key, value in over.items():
+        node = raw
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return raw
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = cli_main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_error(rc: int, err: str, *needles: str) -> str:
+    """The single `error:` line of a failed command, checked to contain every needle."""
+    assert rc == 2, err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def write(tmp_path: Path, raw: dict | str | bytes, name: str = "spec.yaml") -> str:
+    path = tmp_path / name
+    if isinstance(raw, bytes):
+        path.write_bytes(raw)
+    else:
+        path.write_text(raw if isinstance(raw, str) else yaml.safe_dump(raw))
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------------------ spec files
+def test_spec_that_is_not_utf8(capsys, tmp_path: Path, tiny_model: str) -> None:
+    data = (yaml.safe_dump(spec(tiny_model)) + "description: café\n").encode("latin-1")  # a Latin-1 editor
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, data), "--dry-run")
+    one_error(rc, err, "spec.yaml", "not UTF-8", "byte 0xe9")
+
+
+def test_yaml_alias_bomb_and_recursive_alias(capsys, tmp_path: Path) -> None:
+    assert len(BOMB) < 700  # the issue's 645-byte case
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, BOMB), "--dry-run")
+    one_error(rc, err, "spec.yaml", "expands to more than 50,000 values")
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, "name: &a [*a]\n"), "--dry-run")
+    one_error(rc, err, "alias inside its own anchor")
+
+
+def test_sweep_name_length_is_bounded(capsys, tmp_path: Path, tiny_model: str) -> None:
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, spec(tiny_model, name="n" * 300)), "--dry-run")
+    one_error(rc, err, ": name: ", "at most 100 characters")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("epochs", float("inf"), "epochs: Input should be a finite number"),
+        ("methods.finetune.lr", float("inf"), "methods.finetune.lr"),
+        ("trial.warmup_ratio", float("nan"), "trial.warmup_ratio"),
+        ("methods.finetune.lr", {"loguniform": [1.0e-5, float("inf")]}, "finite numbers"),
+    ],
+)
+def test_numbers_must_be_finite(capsys, tmp_path: Path, tiny_model: str, key: str, value, needle: str) -> None:
+    raw = spec(tiny_model, **{key: value})
+    if isinstance(value, dict):
+        raw["search"], raw["num_samples"] = "random", 2
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, raw), "--dry-run")
+    one_error(rc, err, needle)
+
+
+def test_huge_epochs_warn_with_the_estimate(capsys, tmp_path: Path, tiny_model: str) -> None:
+    rc, out, err = cli(capsys, "sweep", "run", write(tmp_path, spec(tiny_model, epochs=1.0e9)), "--dry-run")
+    assert rc == 0, err
+    assert "warning: epochs 1e+09 is far beyond" in out and "every trial trains 1e+09 times" in out
+    raw = spec("xlm-roberta-base", epochs=1.0e9, tasks=["xnli"], **{"resources.gpu": 1})  # a model it can estimate
+    rc, out, err = cli(capsys, "sweep", "run", write(tmp_path, raw), "--dry-run")
+    assert rc == 0, err
+    assert "warning: epochs 1e+09 is far beyond" in out and "the dry run estimates" in out and "GPU-hours" in out
+
+
+def test_max_seq_length_beyond_the_model_is_a_dry_run_error(capsys, tmp_path: Path, tiny_model: str) -> None:
+    raw = spec(tiny_model, **{"trial.max_seq_length": 1000000})
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, raw), "--dry-run")
+    one_error(rc, err, "trial.max_seq_length", "1,000,000", "512 tokens")
+    raw = spec(tiny_model, **{"methods.finetune.max_seq_length": [128, 600]})
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, raw), "--dry-run")
+    one_error(rc, err, "methods.finetune.max_seq_length", "600")
+    assert cli(capsys, "sweep", "run", write(tmp_path, spec(tiny_model, **{"trial.max_seq_length": 512})),
+               "--dry-run")[0] == 0  # fmt: skip
+
+
+def test_cache_dir_naming_a_file(capsys, tmp_path: Path, tiny_model: str) -> None:
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("x")
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, spec(tiny_model, **{"trial.cache_dir": str(blocker)})),
+                     "--dry-run")  # fmt: skip
+    one_error(rc, err, "trial.cache_dir", "is a file, not a folder")
+    rc, _, err = cli(capsys, "trial", "--task", "synth-xnli", "--model", tiny_model, "--set", f"cache_dir={blocker}")
+    one_error(rc, err, "cache_dir", "is a file, not a folder")
+
+
+def test_a_password_in_an_unreachable_tracking_uri_is_not_printed(capsys, tmp_path: Path, tiny_model: str) -> None:
+    from conftest import free_port
+
+    uri = f"http://alice:Sup3rSecretPw@127.0.0.1:{free_port()}"
+    rc, out, err = cli(capsys, "sweep", "run", write(tmp_path, spec(tiny_model)), "--tracking-uri", uri,
+                       "--storage", str(tmp_path / "r"))  # fmt: skip
+    one_error(rc, err, "does not answer", "alice:***@127.0.0.1")
+    assert "Sup3rSecretPw" not in out + err
+    rc, out, err = cli(capsys, "sweep", "run", write(tmp_path, spec(tiny_model)),
+                       "--storage", "s3://AKIAEXAMPLE:Sup3rStorageKey@bucket/sweeps")  # fmt: skip
+    one_error(rc, err, "credentials never go in the URI")
+    assert "Sup3rStorageKey" not in out + err
+
+
+# ------------------------------------------------------------------------------------------------ state files
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("[]", "expected an object"),
+        ("{}", "missing key 'name'"),
+        (json.dumps({"name": "s", "spec": {}, "surprise": 1}), "unknown key 'surprise'"),
+        (json.dumps({"name": 3, "spec": {}}), "key 'name': expected str, got int"),
+        ("TRIAL_STATE", "trials.t1: key 'state': unknown trial state 'paused'"),
+        (b"\xff\xfe{}", "cannot read the sweep state"),
+    ],
+)
+def test_broken_state_files(capsys, tmp_path: Path, content, needle: str) -> None:
+    folder = tmp_path / "results" / "s"
+    folder.mkdir(parents=True)
+    if content == "TRIAL_STATE":
+        rec = {"trial_id": "t1", "group": "g00", "task": "synth-xnli", "method": "finetune", "model": "m", "seed": 1,
+               "main_metric": "accuracy", "params": {}, "searched": [], "state": "paused"}  # fmt: skip
+        content = json.dumps({"name": "s", "spec": {}, "tracking_uri": "sqlite:///x.db", "trials": {"t1": rec}})
+    path = folder / "xtuner_sweep.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    for command in ("status", "sync"):
+        rc, _, err = cli(capsys, "sweep", command, "s", "--storage", str(tmp_path / "results"))
+        line = one_error(rc, err, "xtuner_sweep.json", needle)
+        assert "MLflow" not in line
+
+
+# ------------------------------------------------------------------------------------------------ model folders
+def broken_model(tmp_path: Path, name: str, damage) -> Path:
+    src = Path(resolve_model("builtin:tiny-xlmr"))
+    folder = tmp_path / name
+    shutil.copytree(src, folder)
+    (folder / "xtuner_build.json").unlink(missing_ok=True)
+    damage(folder)
+    return folder
+
+
+def _truncate(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def _shrink_embeddings(folder: Path) -> None:
+    from transformers import AutoModelForMaskedLM
+
+    model = AutoModelForMaskedLM.from_pretrained(folder)
+    model.resize_token_embeddings(1000)  # the model now has 1,000 embeddings; its tokenizer still has 2,000 tokens
+    model.save_pretrained(folder)
+
+
+def _config(folder: Path, **over) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(cfg | over))
+
+
+@pytest.mark.parametrize(
+    ("damage", "needles"),
+    [
+        (lambda f: [(f / "tokenizer.json").unlink(), (f / "tokenizer_config.json").unlink()],
+         ["has no tokenizer files", "<unk>"]),
+        (lambda f: _truncate(f / "tokenizer.json", 5000), ["cannot load the tokenizer", "JSONDecodeError"]),
+        (_shrink_embeddings, ["tokenizer has 2,000 tokens but the model has only 1,000 embeddings"]),
+        (lambda f: _truncate(f / "model.safetensors", 100_000), ["model.safetensors are truncated"]),
+        (lambda f: (f / "model.safetensors").write_bytes(b"garbage" * 100), ["not a safetensors file"]),
+        (lambda f: _config(f, hidden_size=64), ["shape [2000, 128]", "config.json says", "[2000, 64]"]),
+    ],
+    ids=["no-tokenizer", "truncated-tokenizer", "vocab-past-embeddings", "truncated-weights", "garbage-weights",
+         "config-mismatch"],
+)  # fmt: skip
+def test_broken_model_folders(capsys, tmp_path: Path, damage, needles: list[str]) -> None:
+    folder = broken_model(tmp_path, "model", damage)
+    rc, _, err = cli(capsys, "trial", "--task", "synth-xnli", "--model", str(folder), "--epochs", "1",
+                     "--set", "max_train_examples=8", "--set", "max_eval_examples=8")  # fmt: skip
+    one_error(rc, err, *needles)
+    raw = spec(str(folder))  # the sweep refuses it before Ray starts (pre-flight loads the tokenizer too)
+    from xtuner.errors import XtunerError
+    from xtuner.sweep.runner import check_sweep, load_plan
+
+    with pytest.raises(XtunerError) as info:
+        check_sweep(load_plan(raw | {"storage": str(tmp_path / "r"), "tracking": {"enabled": False}}))
+    assert needles[0] in str(info.value) and "model" in str(info.value)
+
+
+def test_a_stub_tokenizer_much_smaller_than_the_embeddings(tmp_path: Path) -> None:
+    from xtuner.errors import XtunerError
+    from xtuner.models.checks import check_vocab
+
+    with pytest.raises(XtunerError, match="5 tokens for 2,000 embeddings"):
+        check_vocab(5, 2000, "m")
+    check_vocab(32100, 32128, "t5-like")  # padded embedding matrices are fine
