@@ -26,7 +26,7 @@ from xtuner.cluster.estimate import (
 from xtuner.cluster.redact import is_secret_key, redact_params, redact_uri, safe_join, safe_join_uri
 from xtuner.cluster.resources import Capacity, capacity_from_nodes, check_cluster_resources, gpu_shortfall
 from xtuner.cluster.storage import check_storage
-from xtuner.cluster.submit import build_job, dashboard_url, describe_job, forwarded_env, submit
+from xtuner.cluster.submit import build_job, dashboard_url, describe_job, forwarded_env, submit, withheld_env
 from xtuner.errors import XtunerError
 
 SECRET = "hunter2-s3cr3t"
@@ -198,12 +198,14 @@ def test_dashboard_url_normalises_and_refuses_wrong_ports() -> None:
             dashboard_url(bad)
 
 
-def test_forwarded_env_only_takes_set_mlflow_credentials_and_xtuner_vars() -> None:
+def test_forwarded_env_takes_xtuner_vars_and_never_a_secret() -> None:
     environ = {"MLFLOW_TRACKING_USERNAME": "ana", "MLFLOW_TRACKING_PASSWORD": SECRET, "MLFLOW_TRACKING_TOKEN": "",
-               "XTUNER_CACHE": "/data/cache", "AWS_SECRET_ACCESS_KEY": SECRET, "HOME": "/home/ana", "RAY_AUTH_TOKEN": SECRET}  # fmt: skip
-    assert forwarded_env(environ) == {"MLFLOW_TRACKING_PASSWORD": SECRET, "MLFLOW_TRACKING_USERNAME": "ana",
-                                      "XTUNER_CACHE": "/data/cache"}  # fmt: skip
-    assert forwarded_env({"HOME": "/home/ana"}) == {}
+               "XTUNER_CACHE": "/data/cache", "XTUNER_HF_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET,
+               "HOME": "/home/ana", "RAY_AUTH_TOKEN": SECRET}  # fmt: skip
+    # Ray writes a job's runtime_env (env_vars included) into runtime_env_agent.log: secrets stay behind, named
+    assert forwarded_env(environ) == {"MLFLOW_TRACKING_USERNAME": "ana", "XTUNER_CACHE": "/data/cache"}
+    assert withheld_env(environ) == ["MLFLOW_TRACKING_PASSWORD", "XTUNER_HF_TOKEN"]
+    assert forwarded_env({"HOME": "/home/ana"}) == {} and withheld_env({"HOME": "/home/ana"}) == []
 
 
 def make_checkout(tmp_path: Path) -> tuple[Path, Path]:
@@ -223,10 +225,7 @@ def test_build_job_entrypoint_and_runtime_env(tmp_path: Path) -> None:
     assert shlex.split(entrypoint) == ["python", "-m", "xtuner", "sweep", "run", "sweeps/my sweep.yaml",
                                        "--storage", "s3://b/sweeps", "--set", "trial.max_seq_length=64"]  # fmt: skip
     assert env["working_dir"] == str(wd.resolve())
-    assert env["env_vars"] == {
-        "MLFLOW_TRACKING_PASSWORD": SECRET,
-        "XTUNER_DATA_SOURCE": "xtreme",
-    }  # caller wins
+    assert env["env_vars"] == {"XTUNER_DATA_SOURCE": "xtreme"}  # caller wins; the password is not forwarded
     assert {".venv", ".git", "xtuner_results", "data/"} <= set(env["excludes"])
     _, bare = build_job(spec, working_dir=wd, environ={})
     assert "env_vars" not in bare  # nothing set, nothing forwarded
@@ -246,11 +245,11 @@ def test_build_job_refuses_specs_the_cluster_cannot_see(tmp_path: Path) -> None:
 
 def test_describe_job_masks_forwarded_values(tmp_path: Path) -> None:
     wd, spec = make_checkout(tmp_path)
-    entrypoint, env = build_job(spec, working_dir=wd, environ={"MLFLOW_TRACKING_PASSWORD": SECRET},
+    entrypoint, env = build_job(spec, working_dir=wd, environ={"XTUNER_DATA_DIR": "/data/xtreme"},
                                 extra_args=["--tracking-uri", f"http://ana:{SECRET}@mlflow:5000"])  # fmt: skip
     text = describe_job(entrypoint, env)
     assert SECRET not in text
-    assert "MLFLOW_TRACKING_PASSWORD=***" in text and "sweeps/my sweep.yaml" in text
+    assert "XTUNER_DATA_DIR=***" in text and "sweeps/my sweep.yaml" in text
 
 
 @pytest.mark.timeout(30)
@@ -259,13 +258,15 @@ def test_submit_to_an_unreachable_cluster_names_the_address(
 ) -> None:
     wd, spec = make_checkout(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SECRET)
+    monkeypatch.setenv("XTUNER_DATA_DIR", "/data/xtreme")
     address = f"http://127.0.0.1:{closed_port()}"
     with caplog.at_level(logging.INFO, logger="xtuner.cluster.submit"), pytest.raises(XtunerError) as e:
         submit(spec, address, working_dir=wd, timeout=2)
     message = str(e.value)
     assert address in message and "does not answer" in message and "ray dashboard cluster.yaml" in message
     assert SECRET not in message and SECRET not in caplog.text
-    assert "MLFLOW_TRACKING_PASSWORD=***" in caplog.text  # the job was described, masked, before the probe
+    assert "XTUNER_DATA_DIR=***" in caplog.text  # the job was described, masked, before the probe
+    assert "MLFLOW_TRACKING_PASSWORD" not in caplog.text  # not forwarded at all
 
 
 # ------------------------------------------------------------------------------------------------ resources

@@ -69,6 +69,27 @@ def test_storage_probe_on_s3(s3_env: dict[str, str], monkeypatch: pytest.MonkeyP
         check_storage("s3://no-such-bucket-xt/sweeps")
 
 
+def test_driver_lease_on_s3(s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Object stores have no locks: the driver lock is a lease object (xtuner.sweep.lock)."""
+    import time
+
+    from xtuner.sweep.lock import LOCK_FILE, DriverLock
+    from xtuner.sweep.state import exists, write_text
+
+    for key, value in s3_env.items():
+        monkeypatch.setenv(key, value)
+    folder = f"s3://{BUCKET}/leases/sweep"
+    with DriverLock(folder, "sweep run") as first:
+        assert first.held and exists(f"{folder}/{LOCK_FILE}")
+        with pytest.raises(XtunerError, match="in use by sweep run"):
+            DriverLock(folder, "sweep resume").acquire()
+    assert not exists(f"{folder}/{LOCK_FILE}")  # a clean release removes the lease
+    gone = {"role": "sweep run", "host": "gone", "pid": 1, "started": 1.0, "token": "x", "heartbeat": time.time() - 999}
+    write_text(f"{folder}/{LOCK_FILE}", json.dumps(gone))  # a driver that stopped renewing its lease
+    with DriverLock(folder, "sweep resume") as lock:
+        assert lock.taken_over is not None and lock.taken_over["host"] == "gone"
+
+
 @pytest.fixture(scope="module")
 def s3_sweep(s3_env, mlflow_server, tiny_model, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("s3-sweep")

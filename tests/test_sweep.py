@@ -6,15 +6,21 @@ conftest.py), the built-in tiny encoder and the synthetic tasks, with tiny trial
   `nonfinite` while the others finish, `xtuner sweep status`;
 - the Optuna path (per-group define-by-run space, sqlite tracking);
 - ASHA stopping a trial whose learning rate is useless (tagged pruned, its dev curve kept);
-- resume: the CLI driver is killed (SIGKILL) after a trial finished; `xtuner sweep resume` finishes the rest with
-  the same parent and child runs, no duplicate child runs and no re-run of finished trials.
+- resume: while the CLI driver runs, a second `run`, a `resume` and a `sync` of the sweep are refused with one
+  error naming it (the driver lock); the driver is killed (SIGKILL) after a trial finished; its folder verifies
+  against the user's key (every pickle signed as Tune wrote it), a replaced ``tuner.pkl`` is refused before it is
+  unpickled, another user's key is refused unless they trust the folder; `xtuner sweep resume` takes over the dead
+  driver's lock and finishes the rest with the same parent and child runs, no duplicate child runs and no re-run
+  of finished trials.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +33,10 @@ from faults import one_done_one_started, wait_for_state
 from mlflow.tracking import MlflowClient
 
 from xtuner.cli import main as cli_main
+from xtuner.errors import XtunerError
+from xtuner.sweep import signing
 from xtuner.sweep.runner import load_plan, resume_sweep, run_sweep
+from xtuner.sweep.signing import verify
 from xtuner.sweep.state import STATE_FILE, SweepState
 
 pytestmark = pytest.mark.slow  # about 2 minutes on 2 loaded cores (real Ray trials)
@@ -152,7 +161,8 @@ def test_asha_stops_a_useless_learning_rate(ray_cluster, mlflow_server, tiny_mod
     assert not any(k.startswith("test/") for k in run.data.metrics)
 
 
-def test_resume_after_killing_the_driver(ray_cluster, mlflow_server, tiny_model, tmp_path) -> None:
+def test_resume_after_killing_the_driver(ray_cluster, mlflow_server, tiny_model, tmp_path, monkeypatch,
+                                        capsys) -> None:  # fmt: skip
     lrs = [1.0e-3, 2.0e-3, 3.0e-3, 5.0e-3]
     raw = spec("resume", tmp_path, mlflow_server, model=tiny_model, epochs=3, max_concurrent=1,
                methods={"finetune": {"lr": lrs}})  # fmt: skip
@@ -166,7 +176,19 @@ def test_resume_after_killing_the_driver(ray_cluster, mlflow_server, tiny_model,
     log = open(tmp_path / "driver.log", "wb")  # noqa: SIM115
     driver = subprocess.Popen([sys.executable, "-m", "xtuner", "sweep", "run", str(path)], cwd=tmp_path, env=env,
                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    sweep_dir = str(tmp_path / "results" / "resume")
     try:
+        # a second driver on the running sweep: `run` and `resume` (and `sync`) are refused, naming the holder
+        assert wait_for_state(str(state_file), lambda s: s.trials, timeout=240, alive=lambda: driver.poll() is None)
+        others = {name: subprocess.Popen([sys.executable, "-m", "xtuner", "sweep", *argv], cwd=tmp_path, env=env,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for name, argv in {"run": ["run", str(path)], "resume": ["resume", sweep_dir],
+                                     "sync": ["sync", sweep_dir]}.items()}  # fmt: skip
+        holder = f"sweep run (pid {driver.pid} on host {socket.gethostname()}, started "
+        for name, other in others.items():
+            _, err = other.communicate(timeout=120)
+            assert other.returncode == 2 and err.count("error: ") == 1 and "Traceback" not in err, (name, err)
+            assert f"in use by {holder}" in err and ".xtuner_driver.lock" in err, (name, err)
         # kill when a trial is done and the next one is past its first epoch
         if wait_for_state(str(state_file), one_done_one_started, timeout=240, period=0.2,
                           alive=lambda: driver.poll() is None):  # fmt: skip
@@ -184,7 +206,23 @@ def test_resume_after_killing_the_driver(ray_cluster, mlflow_server, tiny_model,
     assert interrupted
     assert done_before and not before.finished and len(done_before) < len(lrs)
 
-    after = resume_sweep(str(tmp_path / "results" / "resume"), quiet=True)
+    # the killed driver's own folder verifies: every pickle Tune wrote mid-run was signed before it was uploaded
+    verify(sweep_dir)
+    original = (Path(sweep_dir) / "tuner.pkl").read_bytes()
+    marker = tmp_path / "pwned"
+    (Path(sweep_dir) / "tuner.pkl").write_bytes(pickle.dumps(Evil(marker)))  # someone with write access
+    capsys.readouterr()
+    with pytest.raises(XtunerError, match="tuner.pkl is not signed with your key"):
+        resume_sweep(sweep_dir, quiet=True)
+    assert not marker.exists()  # refused before anything was unpickled
+    err = capsys.readouterr().err  # the first command after the kill took over the dead driver's lock
+    assert f"pid {driver.pid} on host {socket.gethostname()}" in err and "no longer runs; taking over" in err
+    (Path(sweep_dir) / "tuner.pkl").write_bytes(original)
+    monkeypatch.setenv("XTUNER_HOME", str(tmp_path / "another-user"))  # the folder is not this user's
+    with pytest.raises(XtunerError, match="another key"):
+        resume_sweep(sweep_dir, quiet=True)
+
+    after = resume_sweep(sweep_dir, quiet=True, trust_folder=True)  # they vouch for it
     assert after.finished and after.parent_run_id == before.parent_run_id
     assert sorted(r.params["lr"] for r in after.trials.values()) == lrs
     assert all(r.state == "done" for r in after.trials.values())
@@ -203,3 +241,14 @@ def test_resume_after_killing_the_driver(ray_cluster, mlflow_server, tiny_model,
     assert sorted(r.data.tags["xtuner.trial_id"] for r in runs) == sorted(after.trials)
     assert all(r.info.status == "FINISHED" for r in runs)
     assert client.get_run(after.parent_run_id).info.status == "FINISHED"
+    signing._override = False
+    verify(sweep_dir)  # trusted once: the folder is now signed with this user's key
+    assert SweepState.load(state_file).finished  # not overwritten by the copy Tune downloaded on the resume
+
+
+class Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from conftest import per_language_csv
+from conftest import per_language_csv, start_mlflow_server
 from mlflow.tracking import MlflowClient
 
 from xtuner.cli import main as cli_main
@@ -29,24 +26,6 @@ pytestmark = pytest.mark.slow  # a real sweep of 2 tiny trials and a second mlfl
 
 TINY = {"max_train_examples": 64, "max_eval_examples": 32, "max_seq_length": 32, "batch_size": 16,
         "eval_batch_size": 32, "languages": ["en", "s3"]}  # fmt: skip
-
-
-def start_server(root: Path) -> tuple[subprocess.Popen, str]:
-    from conftest import free_port, wait_http
-
-    port = free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    cmd = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "art")]  # fmt: skip
-    log = open(root / "server.log", "wb")  # noqa: SIM115 - the process owns it
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{uri}/health", timeout=120, proc=proc)
-    except RuntimeError:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    return proc, uri
 
 
 def snapshot(client: MlflowClient, parent_id: str) -> dict:
@@ -64,14 +43,12 @@ def snapshot(client: MlflowClient, parent_id: str) -> dict:
 
 
 def test_sync_backfills_mlflow_after_the_server_died_mid_sweep(
-    ray_cluster, mlflow_server, tiny_model, tmp_path, monkeypatch, capsys
+    ray_cluster, mlflow_server, tiny_model, tmp_path, capsys
 ) -> None:
-    monkeypatch.setenv(
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"
-    )  # a dead server fails at once, not after minutes
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    # no MLFLOW_HTTP_REQUEST_* settings here: the driver's writer thread uses short timeouts itself, and Tune's loop
+    # never waits for it (xtuner.sweep.tracker)
     (tmp_path / "dying").mkdir()
-    proc, dying_uri = start_server(tmp_path / "dying")
+    proc, dying_uri = start_mlflow_server(tmp_path / "dying")
     raw = {"name": "flaky", "model": tiny_model, "tasks": ["synth-xnli"],
            "methods": {"finetune": {"lr": [1.0e-3, 3.0e-3]}}, "epochs": 2, "max_concurrent": 1,
            "trial": dict(TINY), "tracking": {"uri": dying_uri, "experiment": "test-flaky"},
@@ -103,7 +80,8 @@ def test_sync_backfills_mlflow_after_the_server_died_mid_sweep(
             os.killpg(proc.pid, signal.SIGKILL)
     assert killed.is_set()
     err = capsys.readouterr().err
-    assert err.count("MLflow tracking failed") == 1  # one warning, then the trials went on
+    assert err.count("is slow or unreachable") == 1, err  # one warning, then the trials went on
+    assert "still lacks 2 finished trials and the sweep's parent run" in err and "xtuner sweep sync" in err
     assert state.finished and [r.state for r in state.trials.values()] == ["done", "done"]
     saved = SweepState.load(state_file)
     assert saved.tracking_pending == [*sorted(saved.trials), "parent"]  # nothing finished reached MLflow

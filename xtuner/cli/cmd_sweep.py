@@ -8,6 +8,7 @@ folder (default: demo).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from xtuner.errors import XtunerError
@@ -33,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--storage", help="where to look for the sweep name (default ./xtuner_results)")
     s.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the sweep used)")
     s.add_argument("--retry-errored", action="store_true", help="also re-run trials that ended in an error")
+    s.add_argument("--trust-folder", action="store_true",
+                   help="resume even though the folder's pickles are not signed with your key (another user's or "
+                        "machine's sweep); they are unpickled, which runs code: only for folders whose writers you "
+                        "trust")  # fmt: skip
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=resume)
 
@@ -89,6 +94,7 @@ def submit(args: argparse.Namespace) -> int:
     """Validate here (the cluster only sees the file), then submit `python -m xtuner sweep run SPEC ...`."""
     from xtuner.cli.common import parse_set
     from xtuner.cluster.submit import submit as submit_job
+    from xtuner.cluster.submit import withheld_env
     from xtuner.sweep.runner import load_plan
 
     spec = resolve_spec_path(args.spec)
@@ -96,6 +102,11 @@ def submit(args: argparse.Namespace) -> int:
     extra = [a for item in args.set for a in ("--set", item)]
     extra += ["--tracking-uri", args.tracking_uri] if args.tracking_uri else []
     extra += ["--storage", args.storage] if args.storage else []
+    withheld = withheld_env()
+    if withheld:
+        print(f"note: not forwarding {', '.join(withheld)} to the job: Ray writes a job's environment into its logs "
+              "and dashboard. Give the driver its MLflow credentials in ~/.mlflow/credentials on the head "
+              "(docs/cluster.md, Security)", file=sys.stderr)  # fmt: skip
     job = submit_job(spec, args.address, working_dir=args.working_dir, extra_args=extra, wait=args.wait)
     print(f"submitted sweep {plan.spec.name} ({plan.n_trials} trials) as job {job}")
     return 0
@@ -105,7 +116,7 @@ def resume(args: argparse.Namespace) -> int:
     from xtuner.sweep.runner import resume_sweep
 
     state = resume_sweep(args.sweep, storage=args.storage, tracking_uri=args.tracking_uri,
-                         retry_errored=args.retry_errored, quiet=args.quiet)  # fmt: skip
+                         retry_errored=args.retry_errored, trust_folder=args.trust_folder, quiet=args.quiet)  # fmt: skip
     return 0 if state.finished else 1
 
 

@@ -10,10 +10,14 @@ Steps: `build_job` (pure: entrypoint + runtime_env) -> `probe_dashboard` (a shor
 unreachable address fails in seconds with an XtunerError naming it, instead of hanging in `requests`) ->
 `JobSubmissionClient(address).submit_job(...)` -> optionally `wait_for_job`.
 
-Secrets: MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD / MLFLOW_TRACKING_TOKEN and every XTUNER_* variable
-are forwarded to the job through ``runtime_env.env_vars`` only when set locally. They are never printed or logged;
-`describe_job` shows the job with their values masked. Ray's own token (RAY_AUTH_MODE=token, ~/.ray/auth_token) is
-sent by Ray's client as an Authorization header; it is never copied into the runtime env.
+Environment: MLFLOW_TRACKING_USERNAME and every XTUNER_* variable set locally are forwarded to the job through
+``runtime_env.env_vars``, except secrets (`withheld_env`: MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_TOKEN, any
+secret-named XTUNER_* variable). Ray writes a job's runtime environment in clear into its logs
+(``runtime_env_agent.log``) and shows it in the dashboard, so secrets go to the driver through files on the head
+(``~/.mlflow/credentials``, mode 600) or the head's own environment (a Kubernetes Secret); `sweep submit` names the
+variables it withheld (docs/cluster.md). `describe_job` shows the job with values masked. Ray's own token
+(RAY_AUTH_MODE=token, ~/.ray/auth_token) is sent by Ray's client as an Authorization header; it is never copied into
+the runtime env.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from xtuner.cluster.redact import redact_params, redact_uri
+from xtuner.cluster.redact import is_secret_key, redact_params, redact_uri
 from xtuner.errors import XtunerError
 
 log = logging.getLogger(__name__)
 
-FORWARDED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+FORWARDED_ENV = ("MLFLOW_TRACKING_USERNAME",)
+WITHHELD_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")  # never into a runtime env: Ray logs it
 FORWARDED_PREFIX = "XTUNER_"
 # never uploaded, whatever .gitignore says: local environments, results, tracking databases, caches
 UPLOAD_EXCLUDES = [".git", ".venv", "venv", "xtuner_results", "mlruns", "mlartifacts", "*.db", ".xtuner_cache",
@@ -43,10 +48,18 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
 def forwarded_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables a sweep job inherits from the submitting shell: MLflow credentials and XTUNER_*, if set."""
+    """The variables a sweep job inherits from the submitting shell: the MLflow user name and XTUNER_*, if set, but
+    no secret (`withheld_env`)."""
     environ = os.environ if environ is None else environ
     return {k: v for k, v in sorted(environ.items())
-            if v and (k in FORWARDED_ENV or k.startswith(FORWARDED_PREFIX))}  # fmt: skip
+            if v and (k in FORWARDED_ENV or k.startswith(FORWARDED_PREFIX)) and not is_secret_key(k)}  # fmt: skip
+
+
+def withheld_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Names of the secrets set locally that a job does NOT get (Ray would write them into its logs)."""
+    environ = os.environ if environ is None else environ
+    return sorted(k for k, v in environ.items()
+                  if v and (k in WITHHELD_ENV or (k.startswith(FORWARDED_PREFIX) and is_secret_key(k))))  # fmt: skip
 
 
 def build_job(

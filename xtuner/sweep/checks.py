@@ -48,9 +48,11 @@ def sqlite_path(uri: str) -> Path | None:
 
 def _check_http(uri: str, timeout: float) -> None:
     problems = []
-    for url in (f"{uri}/health", f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"):
+    base, headers = _without_userinfo(uri)
+    for url in (f"{base}/health", f"{base}/api/2.0/mlflow/experiments/search?max_results=1"):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - user-given tracking URI
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - user-given tracking URI
                 if resp.status == 200:
                     if url.endswith("/health"):
                         return
@@ -66,6 +68,20 @@ def _check_http(uri: str, timeout: float) -> None:
                 f"--port 5000 --backend-store-uri sqlite:///mlflow.db`) or pass --tracking-uri sqlite:///mlflow.db"
             ) from None
     raise XtunerError(f"tracking server {uri} answers but is not an MLflow server: {'; '.join(problems)}")
+
+
+def _without_userinfo(uri: str) -> tuple[str, dict[str, str]]:
+    """``http://user:password@host`` -> (``http://host``, a basic-auth header), as MLflow's client sends it."""
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri, {}
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    return urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}
 
 
 def check_writable_dir(path: Path, what: str) -> None:

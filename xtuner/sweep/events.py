@@ -1,23 +1,38 @@
 """What the driver does on each trial event (no Ray here; `xtuner.sweep.tune` forwards Tune's callbacks to it):
-update the sweep state file, write MLflow (the single writer), print one concise progress line.
+update the sweep state file, hand the MLflow writes to the writer thread, print one concise progress line.
 
-The events object pickles as its settings only (Tune pickles callbacks into its experiment state); the state file
-and the MLflow client are (re)opened in `open`, which also makes a resumed sweep pick up its run ids.
-A tracking failure in the middle of a sweep is reported once and does not stop the trials; the state file keeps
-every result.
+- The state file is the source of truth, saved after every event. MLflow writes go through
+  `xtuner.sweep.tracker.TrackingQueue` (`tracker`): Tune's loop never waits for the tracking server. When the server
+  is slow or gone the writer says so once, and when it answers again it backfills from a snapshot of the state
+  (`_backfill`, the comparison-based pass of `xtuner sweep sync`). `close_tracking` gives it a bounded time at the end
+  and names what MLflow still lacks. Other MLflow writes (predictions, plots) use ``self.tracker.submit(...)`` /
+  ``submit_artifact`` / ``submit_text`` under ``with self.lock`` like the methods here.
+- The parent run is opened synchronously at the start (a tracking URI that fails there is an error before any trial
+  runs).
+- A storage failure (a full disk) while writing the state stops the sweep: `storage_failed` records one XtunerError
+  with the resume command (`fatal`); `xtuner.sweep.tune` stops Tune and raises it. Trials stopped that way stay
+  ``running`` in the state, so `xtuner sweep resume` continues them.
+- The object pickles as its sweep folder only (Tune pickles callbacks into ``tuner.pkl``, which must hold no secret;
+  a resumed sweep makes a fresh one).
 """
 
 from __future__ import annotations
 
+import copy
 import sys
+import threading
 import time
 from typing import Any
 
+from xtuner.cluster.redact import redact_text
 from xtuner.errors import XtunerError
 from xtuner.sweep.report import fmt_params, summary_markdown
 from xtuner.sweep.space import SweepPlan
 from xtuner.sweep.state import FINISHED, STATE_FILE, SweepState, TrialRecord, exists, join
+from xtuner.sweep.tracker import TrackingQueue, short_http_timeouts
 from xtuner.sweep.tracking import MlflowWriter
+
+FULL_DISK_TEXT = ("No space left on device", "Disk quota exceeded")
 
 MAIN = "dev/en/main"  # every trial reports its task's main en-dev metric under this name too (ASHA, Optuna)
 NONFINITE = "xt_nonfinite"  # result key set by the trainable when run_trial raised NonFiniteLossError
@@ -55,14 +70,16 @@ class SweepEvents:
     def _reset(self) -> None:
         self.state: SweepState | None = None
         self.writer: MlflowWriter | None = None
-        self._tracking_failed = False
+        self.tracker: TrackingQueue | None = None
+        self.lock = threading.RLock()  # the state and the submitted jobs change together (see TrackingQueue)
+        self.fatal: XtunerError | None = None  # a storage failure that ends the sweep
         self._replaying: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: self.__dict__[k] for k in ("plan", "sweep_dir", "tracking_uri", "quiet")}
+        return {"sweep_dir": redact_text(self.sweep_dir)}  # no spec, no tracking URI: tuner.pkl holds no secret
 
     def __setstate__(self, d: dict[str, Any]) -> None:
-        self.__dict__.update(d)
+        self.__dict__.update(plan=None, tracking_uri=None, quiet=True, **d)  # unusable; resume makes a fresh one
         self._reset()
 
     @property
@@ -80,6 +97,7 @@ class SweepEvents:
             self.state = SweepState(spec.name, spec.model_dump(mode="json"))
         if self.tracking_uri:
             self.state.tracking_uri = self.tracking_uri
+            short_http_timeouts()
             try:
                 self._open_parent()
             except Exception as e:  # noqa: BLE001 - any MLflow failure here is the user's setup
@@ -87,6 +105,11 @@ class SweepEvents:
                 raise XtunerError(
                     f"MLflow tracking at {self.tracking_uri}: {type(e).__name__}: {e}"
                 ) from None
+            self.tracker = TrackingQueue(
+                self.tracking_uri, lock=self.lock, probe=self._probe, snapshot=self._snapshot,
+                backfill=self._backfill, persist=self.save, state_path=self.path,
+                sync_hint=f"xtuner sweep sync {self.sweep_dir}",
+            )  # fmt: skip
         self.save()
 
     def _open_parent(self) -> None:
@@ -96,26 +119,106 @@ class SweepEvents:
 
     def save(self) -> None:
         assert self.state is not None
-        self.state.save(self.path)
+        if self.fatal:
+            return  # the storage failed: nothing more is written there
+        with self.lock:
+            try:
+                self.state.save(self.path)
+            except OSError as e:
+                self.storage_failed(e, f"writing {self.path}")
+
+    def check_fatal(self) -> None:
+        """Raise the storage failure that ends the sweep, if any (Tune's callbacks call this: the exception stops
+        Tune's loop like a killed driver would, so unfinished trials stay resumable)."""
+        if self.fatal is not None:
+            raise self.fatal
+
+    def storage_failed(self, error: OSError | str, what: str) -> None:
+        """Record the first storage failure as the error that ends the sweep (with the command that resumes it)."""
+        if self.fatal is None:
+            reason = error if isinstance(error, str) else (error.strerror or str(error))
+            self.fatal = XtunerError(f"storage failed while {what}: {reason}. The sweep stopped; results so far are "
+                                     f"kept. Free space (or fix the storage), then continue with: xtuner sweep resume "
+                                     f"{self.sweep_dir}")  # fmt: skip
 
     def experiment_end(self) -> None:
         self.open()
         assert self.state is not None
-        trials = self.state.trials.values()
-        self.state.finished = len(trials) >= self.plan.n_trials and all(r.state in FINISHED for r in trials)
-        self.save()
-        if self.writer and self.state.finished:
-            from xtuner.sweep.report import best_configs
+        with self.lock:
+            trials = self.state.trials.values()
+            self.state.finished = len(trials) >= self.plan.n_trials and all(r.state in FINISHED for r in trials)
+            self.save()
+            if self.writer and self.state.finished:
+                from xtuner.sweep.report import best_configs
 
-            self._track(
-                lambda: self.writer.close_parent(
-                    self.state, best_configs(self.state), summary_markdown(self.state)
-                )
-            )
+                state, writer = self.state, self.writer
+                best, summary = best_configs(state), summary_markdown(state)
+                self._track(lambda: writer.close_parent(state, best, summary), "close the parent run", persist=True)
+
+    def close_tracking(self, timeout: float = 60.0) -> None:
+        """Give the writer at most `timeout` seconds to write what is queued (or, when the server is down, one more
+        try); then name what MLflow still lacks."""
+        if self.tracker is None:
+            return
+        tracker, self.tracker = self.tracker, None
+        tracker.close(timeout)
+        with self.lock:
+            self.save()
+            pending = self.state.pending() if self.state else []
+        if pending:
+            trials = [p for p in pending if p != "parent"]
+            what = (f"{len(trials)} finished trial{'s' if len(trials) != 1 else ''}" if trials else "") + \
+                (" and " if trials and "parent" in pending else "") + ("the sweep's parent run" if "parent" in pending
+                                                                      else "")  # fmt: skip
+            print(redact_text(f"warning: MLflow at {self.tracking_uri} still lacks {what}; they are in {self.path}; "
+                              f"write them with: xtuner sweep sync {self.sweep_dir}"), file=sys.stderr, flush=True)  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------ writer thread
+    def _probe(self) -> None:
+        from xtuner.sweep.checks import check_tracking
+
+        if self.tracking_uri and self.tracking_uri.startswith(("http://", "https://")):
+            check_tracking(self.tracking_uri, timeout=5.0)
+        else:
+            assert self.writer is not None
+            self.writer.client.search_experiments(max_results=1)
+
+    def _snapshot(self) -> SweepState:
+        assert self.state is not None
+        return copy.deepcopy(self.state)
+
+    def _backfill(self, snap: SweepState) -> str:
+        """Write what MLflow lacks up to `snap` (the server came back), then copy the run ids into the live state."""
+        from xtuner.sweep.report import best_configs
+        from xtuner.sweep.sync import Syncer
+
+        assert self.writer is not None and self.state is not None
+        syncer = Syncer(self.writer, snap, self.sweep_dir)
+        syncer.parent()
+        for rec in list(snap.trials.values()):
+            syncer.child(rec)
+        if snap.finished:
+            syncer.close_parent(best_configs(snap), summary_markdown(snap))
+        with self.lock:
+            live = self.state
+            live.experiment_id, live.parent_run_id = snap.experiment_id, snap.parent_run_id
+            live.parent_tracked = live.parent_tracked or (snap.parent_tracked and live.finished)
+            for tid, rec in snap.trials.items():
+                now = live.trials.get(tid)
+                if now is not None:
+                    now.run_id = rec.run_id
+                    now.tracked = now.tracked or (rec.tracked and rec.state == now.state)
+            self.save()
+        return syncer.report.summary()
 
     # ------------------------------------------------------------------------------------------ trials
     def trial_started(self, trial_id: str, config: dict[str, Any]) -> None:
         self.open()
+        assert self.state is not None
+        with self.lock:
+            self._trial_started(trial_id, config)
+
+    def _trial_started(self, trial_id: str, config: dict[str, Any]) -> None:
         assert self.state is not None
         rec = self.state.trials.get(trial_id)
         if rec is not None and rec.state in KEPT:
@@ -131,12 +234,17 @@ class SweepEvents:
         self.state.finished = False
         rec.start_time = time.time()
         if self.writer:
-            self._track(lambda: self.writer.open_child(self.state, rec))
+            state, writer = self.state, self.writer
+            self._track(lambda: writer.open_child(state, rec), f"open the run of trial {trial_id}", persist=True)
         self.save()
         verb = "started" if rec.started == 1 else "resumed"
         self._line(rec, verb, fmt_params(rec.searched_values()))
 
     def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        with self.lock:
+            self._trial_result(trial_id, result)
+
+    def _trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         rec = self._rec(trial_id)
         if rec is None or FINAL in result or NONFINITE in result or REPLAY in result:
             return  # the final report is handled at completion
@@ -154,13 +262,18 @@ class SweepEvents:
         rec.dev_curve.append([epoch, float(result[key])])
         rec.last_step = step
         if self.writer:
-            self._track(lambda: self.writer.log_dev(rec, result, step))
+            writer, result = self.writer, dict(result)
+            self._track(lambda: writer.log_dev(rec, result, step), f"log trial {trial_id}'s dev metrics")
         self.save()
 
     def trial_complete(self, trial_id: str, result: dict[str, Any] | None) -> None:
+        with self.lock:
+            self._trial_complete(trial_id, result)
+
+    def _trial_complete(self, trial_id: str, result: dict[str, Any] | None) -> None:
         rec = self._rec(trial_id)
-        if rec is None or trial_id in self._replaying:
-            return
+        if rec is None or trial_id in self._replaying or self.fatal:
+            return  # stopped by a storage failure: it stays running, and resume continues it
         result = result or {}
         if NONFINITE in result:
             rec.state, rec.error = "nonfinite", str(result.get("xt_message", "non-finite loss"))
@@ -177,13 +290,21 @@ class SweepEvents:
                     from_checkpoint: bool = True) -> None:  # fmt: skip
         """Tune restarts a failed trial (a lost worker or node): from its last checkpoint when it has one, in the
         same MLflow run. `counted` is Tune's count against max_failures (preempted nodes are not counted)."""
+        with self.lock:
+            self._trial_retry(trial_id, message, counted, from_checkpoint)
+
+    def _trial_retry(self, trial_id: str, message: str, counted: int | None, from_checkpoint: bool) -> None:
+        if any(t in message for t in FULL_DISK_TEXT):  # a retry would fail the same way
+            self.storage_failed(message.splitlines()[0][:300], f"trial {trial_id} wrote its checkpoint")
+            return
         rec = self._rec(trial_id)
         if rec is None or trial_id in self._replaying:
             return
         rec.failures += 1
         rec.error = message
         if self.writer:
-            self._track(lambda: self.writer.tag_child(rec, {"xtuner.failures": str(rec.failures)}))
+            writer, tags = self.writer, {"xtuner.failures": str(rec.failures)}
+            self._track(lambda: writer.tag_child(rec, tags), f"tag trial {trial_id}'s restart")
         self.save()
         last = f" after epoch {rec.dev_curve[-1][0]:g}" if rec.dev_curve else ""
         first = message.splitlines()[0][:160] if message else "worker died"
@@ -193,16 +314,22 @@ class SweepEvents:
                                  f"(restart {rec.failures}{budget})")  # fmt: skip
 
     def trial_error(self, trial_id: str, message: str) -> None:
-        rec = self._rec(trial_id)
-        if rec is None or trial_id in self._replaying:
-            return
-        rec.state, rec.error = "error", message
-        self._finish(rec)
+        with self.lock:
+            if any(t in message for t in FULL_DISK_TEXT):  # a worker could not write its checkpoint
+                self.storage_failed(message.splitlines()[0][:300], f"trial {trial_id} wrote its checkpoint")
+                return
+            rec = self._rec(trial_id)
+            if rec is None or trial_id in self._replaying:
+                return
+            rec.state, rec.error = "error", message
+            self._finish(rec)
 
     def _finish(self, rec: TrialRecord) -> None:
         rec.end_time = time.time()
         if self.writer:
-            self._track(lambda: self.writer.finish_child(rec))
+            writer, final = self.writer, copy.deepcopy(rec)
+            self._track(lambda: _finish_child(writer, final, rec), f"close the run of trial {rec.trial_id}",
+                        persist=True)  # fmt: skip
         self.save()
         secs = rec.end_time - (rec.start_time or rec.end_time)
         main = rec.main_metric
@@ -227,15 +354,10 @@ class SweepEvents:
         assert self.state is not None
         return self.state.trials.get(trial_id)
 
-    def _track(self, fn) -> None:
-        if self._tracking_failed:
-            return
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - tracking must not kill the trials; the state file keeps results
-            self._tracking_failed = True
-            print(f"warning: MLflow tracking failed ({type(e).__name__}: {e}); results continue in {self.path}; "
-                  "run `xtuner sweep sync` once the tracking server is back", file=sys.stderr)  # fmt: skip
+    def _track(self, fn, what: str, *, persist: bool = False) -> None:
+        """Queue an MLflow write (never blocks; see `xtuner.sweep.tracker`)."""
+        if self.tracker is not None:
+            self.tracker.submit(fn, what, persist=persist)
 
     def _line(self, rec: TrialRecord, verb: str, text: str) -> None:
         if self.quiet:
@@ -247,6 +369,14 @@ class SweepEvents:
             f"[{done:>3}/{self.plan.n_trials}] {verb:<9} {rec.trial_id} {rec.task} {rec.method} {text}",
             flush=True,
         )
+
+
+def _finish_child(writer: MlflowWriter, final: TrialRecord, live: TrialRecord) -> None:
+    """Close a child run from a copy of its record taken when the trial ended (the writer runs later), then mark the
+    live record tracked."""
+    final.run_id = final.run_id or live.run_id
+    writer.finish_child(final)
+    live.run_id, live.tracked = final.run_id, True
 
 
 def _is_final_key(key: str) -> bool:

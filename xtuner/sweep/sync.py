@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from xtuner.cluster.redact import redact_text
 from xtuner.errors import XtunerError
 from xtuner.sweep.state import FINISHED, STATE_FILE, SweepState, TrialRecord, find_sweep_dir, join
 from xtuner.sweep.tracking import RUN_STATUS, MlflowWriter, per_language_csv, redact
@@ -55,19 +56,29 @@ def sync_sweep(
 ) -> SyncReport:
     """Write to MLflow (`tracking_uri`, default the sweep's own) everything of the sweep it lacks."""
     from xtuner.sweep.checks import check_tracking
-    from xtuner.sweep.report import best_configs, summary_markdown
+    from xtuner.sweep.lock import DriverLock
+    from xtuner.sweep.runner import tracking_uri_for
+    from xtuner.sweep.tracker import short_http_timeouts
 
     sweep_dir = find_sweep_dir(name_or_path, storage)
-    path = join(sweep_dir, STATE_FILE)
-    state = SweepState.load(path)
-    uri = tracking_uri or state.tracking_uri
-    if not uri:
-        raise XtunerError(
-            f"sweep {state.name!r} has no tracking URI (tracking disabled); pass --tracking-uri"
-        )
-    check_tracking(uri)
+    with DriverLock(sweep_dir, "sweep sync"):  # not while a driver runs: its own writer backfills
+        path = join(sweep_dir, STATE_FILE)
+        state = SweepState.load(path)
+        uri = tracking_uri_for(state, tracking_uri)
+        if not uri:
+            raise XtunerError(
+                f"sweep {state.name!r} has no tracking URI (tracking disabled); pass --tracking-uri"
+            )
+        check_tracking(uri)
+        short_http_timeouts()
+        return _sync(state, path, sweep_dir, uri)
+
+
+def _sync(state: SweepState, path: str, sweep_dir: str, uri: str) -> SyncReport:
+    from xtuner.sweep.report import best_configs, summary_markdown
+
     experiment = (state.spec.get("tracking") or {}).get("experiment") or f"xtuner-{state.name}"
-    syncer = _Syncer(MlflowWriter(uri, experiment), state, sweep_dir)
+    syncer = Syncer(MlflowWriter(uri, experiment), state, sweep_dir)
     state.tracking_uri = uri
     try:
         syncer.parent()
@@ -86,7 +97,7 @@ def sync_sweep(
     return syncer.report
 
 
-class _Syncer:
+class Syncer:
     def __init__(self, writer: MlflowWriter, state: SweepState, sweep_dir: str) -> None:
         self.w, self.client, self.state, self.sweep_dir = writer, writer.client, state, sweep_dir
         self.report = SyncReport()
@@ -118,7 +129,7 @@ class _Syncer:
         self._tags(
             run, {"xtuner.sweep": state.name, "xtuner.kind": "sweep", "xtuner.storage": self.sweep_dir}
         )
-        self._artifact(run, "sweep_spec.json", lambda n: self.client.log_dict(run.info.run_id, state.spec, n))
+        self._artifact(run, "sweep_spec.json", lambda n: self.w.log_dict(run.info.run_id, state.spec, n))
 
     def child(self, rec: TrialRecord) -> None:
         run = self._existing(rec.run_id) or self._find_child(rec.trial_id)
@@ -144,15 +155,15 @@ class _Syncer:
         self._metrics(run, final)
         table = per_language_csv(rec.final)
         if table:
-            self._artifact(run, "per_language.csv", lambda n: self.client.log_text(run.info.run_id, table, n))
+            self._artifact(run, "per_language.csv", lambda n: self.w.log_text(run.info.run_id, table, n))
         self._terminate(run, RUN_STATUS[rec.state])
         rec.tracked = True
 
     def close_parent(self, best: list[dict[str, Any]], summary_md: str) -> None:
         state = self.state
         run = self.client.get_run(state.parent_run_id)
-        self._artifact(run, "best_configs.json", lambda n: self.client.log_dict(run.info.run_id, best, n))
-        self._artifact(run, "summary.md", lambda n: self.client.log_text(run.info.run_id, summary_md, n))
+        self._artifact(run, "best_configs.json", lambda n: self.w.log_dict(run.info.run_id, best, n))
+        self._artifact(run, "summary.md", lambda n: self.w.log_text(run.info.run_id, summary_md, n))
         self._tags(run, {f"xtuner.trials.{k}": str(v) for k, v in state.counts().items()})
         metrics = {}
         for row in best:
@@ -185,7 +196,7 @@ class _Syncer:
 
     def _tags(self, run, tags: dict[str, str | None]) -> None:
         have = run.data.tags
-        todo = {k: v for k, v in tags.items() if v is not None and have.get(k) != v}
+        todo = {k: v for k, v in tags.items() if v is not None and have.get(k) != redact_text(v)}
         if todo:
             self.w._set_tags(run.info.run_id, todo)
             self.report.tags += len(todo)

@@ -7,6 +7,9 @@ are the trial's flat run_trial config (secret-looking ones redacted), ``dev/en/<
 (or per optimizer step when the trial evaluates every ``eval_interval`` steps), the final ``test/<lang>/<metric>``,
 ``test/avg/<metric>``, ``test/gap/<metric>`` and ``best/dev/en/<metric>`` are logged once, with ``per_language.csv``. Run ids live in the sweep state file, so a resumed sweep reuses its runs. A run
 written completely is marked in the state (``tracked``); what MLflow lacks is backfilled by `xtuner.sweep.sync`.
+
+Everything written passes through `xtuner.cluster.redact` (params, tag values, text and dict artifacts: `log_text`,
+`log_dict`). During a sweep these calls run on the writer thread of `xtuner.sweep.tracker`, never on Tune's loop.
 """
 
 from __future__ import annotations
@@ -17,19 +20,21 @@ import json
 import time
 from typing import Any
 
+from xtuner.cluster.redact import redact as redact_value
+from xtuner.cluster.redact import redact_text
 from xtuner.sweep.state import SweepState, TrialRecord
 
 RUN_STATUS = {"done": "FINISHED", "pruned": "FINISHED", "nonfinite": "FAILED", "error": "FAILED"}
 
 
 def redact(params: dict[str, Any]) -> dict[str, str]:
-    """Params as MLflow strings, secret-looking keys (token, password, secret, key, ...) and URL passwords masked
-    (`xtuner.cluster.redact`'s rules: whole words, so ``tokenizer`` stays visible)."""
-    from xtuner.cluster.redact import redact_params
+    """Params as MLflow strings, secret-looking keys (token, password, secret, key, ...), URL passwords and registered
+    secrets masked (`xtuner.cluster.redact`'s rules: whole words, so ``tokenizer`` stays visible)."""
+    from xtuner.cluster.redact import redact_params, redact_text
 
     out = {}
     for k, v in redact_params(params).items():
-        out[k] = (json.dumps(v) if isinstance(v, list | dict) else str(v))[:6000]
+        out[k] = redact_text(json.dumps(v) if isinstance(v, list | dict) else str(v))[:6000]
     return out
 
 
@@ -64,6 +69,7 @@ class MlflowWriter:
             exp_id = exp.experiment_id
         tags = {"xtuner.sweep": state.name, "xtuner.kind": "sweep", "xtuner.storage": str(storage_dir),
                 "mlflow.runName": state.name}  # fmt: skip
+        tags = {k: redact_text(v) for k, v in tags.items()}
         run = self.client.create_run(exp_id, tags=tags, run_name=state.name)
         state.experiment_id, state.parent_run_id = exp_id, run.info.run_id
         top = {
@@ -73,7 +79,7 @@ class MlflowWriter:
                    models=spec_dict.get("models") or [spec_dict.get("model")],
                    scheduler=spec_dict["scheduler"]["type"])  # fmt: skip
         self._log_params(run.info.run_id, top)
-        self.client.log_dict(run.info.run_id, spec_dict, "sweep_spec.json")
+        self.log_dict(run.info.run_id, spec_dict, "sweep_spec.json")
 
     def _artifact_location(self) -> str | None:
         """Next to a sqlite database (not relative to the current folder); servers choose their own."""
@@ -88,8 +94,8 @@ class MlflowWriter:
     def close_parent(self, state: SweepState, best: list[dict[str, Any]], summary_md: str) -> None:
         run_id = state.parent_run_id
         assert run_id is not None
-        self.client.log_dict(run_id, best, "best_configs.json")
-        self.client.log_text(run_id, summary_md, "summary.md")
+        self.log_dict(run_id, best, "best_configs.json")
+        self.log_text(run_id, summary_md, "summary.md")
         counts = state.counts()
         self._set_tags(run_id, {f"xtuner.trials.{k}": str(v) for k, v in counts.items()})
         metrics = {}
@@ -129,7 +135,7 @@ class MlflowWriter:
         self._log_metrics(run_id, final, step=0)
         table = per_language_csv(rec.final)
         if table:
-            self.client.log_text(run_id, table, "per_language.csv")
+            self.log_text(run_id, table, "per_language.csv")
         tags = {"xtuner.state": rec.state}
         if rec.state == "pruned" and rec.dev_curve:
             tags["xtuner.pruned_at_epoch"] = f"{rec.dev_curve[-1][0]:g}"
@@ -146,10 +152,16 @@ class MlflowWriter:
             self._set_tags(rec.run_id, tags)
 
     # ------------------------------------------------------------------------------------------ helpers
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, redact_text(text), artifact_file)
+
+    def log_dict(self, run_id: str, data: Any, artifact_file: str) -> None:
+        self.client.log_dict(run_id, redact_value(data), artifact_file)
+
     def _set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(tags.items())])
+        self.client.log_batch(run_id, tags=[RunTag(k, redact_text(v)) for k, v in sorted(tags.items())])
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param

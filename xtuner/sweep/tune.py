@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,10 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from xtuner.errors import XtunerError
+from xtuner.sweep import signing
 from xtuner.sweep.events import FINAL, MAIN, NONFINITE, REPLAY, SweepEvents
 from xtuner.sweep.space import Dist, SweepPlan, asha_max_t
-from xtuner.sweep.state import join, list_names, remove_tree, sweep_folder
+from xtuner.sweep.state import STATE_FILE, join, list_names, remove_tree, sweep_folder
 
 
 # ------------------------------------------------------------------------------------------------ trainable
@@ -80,8 +80,19 @@ class TuneReporter:
             self._download = None
 
 
+def worker_plan(plan: SweepPlan) -> SweepPlan:
+    """The plan the trials get (Ray pickles the trainable and ships it to every worker): without the tracking URI,
+    the storage URI, the description and the spec's text, which workers do not need and which may hold secrets."""
+    spec = plan.spec
+    slim = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"uri": ""}), "description": "",
+                                   "storage": ""})  # fmt: skip
+    slim._text = None
+    return SweepPlan(slim, plan.groups, [])
+
+
 def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = None):
     """The trainable; `replay` maps trials that finished before a resume to the result they report at once."""
+    plan = worker_plan(plan)
 
     def xtuner_trial(config: dict[str, Any]) -> None:
         from xtuner.trial import NonFiniteLossError, run_trial
@@ -167,11 +178,11 @@ class GroupedSearch(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+            f.write(signing.dumps(self.__dict__))  # HMAC-signed with the user's key
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.__dict__.update(signing.loads(f.read(), checkpoint_path))
 
 
 def _domain(value: list[Any] | Dist):
@@ -262,22 +273,55 @@ class GroupedASHA(FIFOScheduler):
 
 # ------------------------------------------------------------------------------------------------ callback
 class EventsCallback(tune.Callback):
-    """Forwards Tune's trial events to the driver-side `SweepEvents` (state file, MLflow, progress lines)."""
+    """Forwards Tune's trial events to the driver-side `SweepEvents` (state file, MLflow, progress lines), and signs
+    the experiment state Tune stages for upload (`get_state`)."""
 
     def __init__(self, events: SweepEvents) -> None:
         self.events = events
+        self._staging: str | None = None  # Tune's driver staging folder, learnt from the first trial
 
     def setup(self, **info) -> None:
         self.events.open()
 
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        self.events.check_fatal()  # a full disk (noticed by any thread) ends Tune's loop here
+        if trials and self._staging is None:
+            self._staging = trials[0].storage.experiment_driver_staging_path
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        self.events.check_fatal()
+
+    def on_trial_add(self, iteration, trials, trial, **info) -> None:
+        if self._staging is None:
+            self._staging = trial.storage.experiment_driver_staging_path
+
+    def get_state(self) -> None:
+        """Tune calls this from ``TuneController.save_to_dir`` after writing the experiment state and the searcher
+        state into its staging folder, and before uploading that folder to the sweep folder: the moment to sign them
+        (`xtuner.sweep.signing`). It also drops the copy of xtuner's state file that Tune downloaded on a resume (it
+        downloads every top-level .json), which the upload would otherwise write over the live one. Returns None:
+        this callback has no state of its own to pickle."""
+        if self._staging is None:
+            return None
+        staged = Path(self._staging)
+        (staged / STATE_FILE).unlink(missing_ok=True)
+        try:
+            signing.sign_staged(self.events.sweep_dir, str(staged))
+        except OSError as e:
+            self.events.storage_failed(e, "signing the experiment state")
+        return None
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.events.trial_started(trial.trial_id, trial.config)
+        self.events.check_fatal()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self.events.trial_result(trial.trial_id, result)
+        self.events.check_fatal()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.events.trial_complete(trial.trial_id, trial.last_result)
+        self.events.check_fatal()
         if not self.events.plan.spec.checkpoints.keep_finished:  # only needed to resume an unfinished trial
             # through the sweep folder's URI: `trial.path` has no scheme on an object store
             remove_checkpoints(join(self.events.sweep_dir, trial_dirname(trial)))
@@ -288,6 +332,7 @@ class EventsCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.events.trial_error(trial.trial_id, _error_text(trial))
+        self.events.check_fatal()
 
     def on_experiment_end(self, trials, **info) -> None:
         self.events.experiment_end()
@@ -313,23 +358,46 @@ def _error_text(trial) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ run / resume
-def init_ray() -> bool:
+def init_ray(num_cpus: int | None = None) -> bool:
     """Use a running Ray (this process's, or RAY_ADDRESS) or start a local one without dashboard or log noise;
-    True when this call started or connected it (and so should shut it down)."""
+    True when this call started or connected it (and so should shut it down).
+
+    A local Ray listens on loopback only (`loopback_only`): every socket of its processes (GCS, raylet, object
+    manager, agents, workers, the driver) binds to 127.0.0.1, so nothing on the network can reach it. Joining a
+    cluster (RAY_ADDRESS) keeps Ray's cluster defaults (docs/cluster.md lists the ports to keep inside the
+    cluster's network)."""
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # a failed trial is one progress line (the state keeps its message; the traceback is in the trial's error.txt)
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     started = not ray.is_initialized()
     if started:
         # RAY_ADDRESS (set by `ray job submit`, or by a user) joins a cluster; otherwise start a private local
         # instance rather than auto-joining whatever /tmp/ray names (a stale address there hangs the driver)
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
+        address = os.environ.get("RAY_ADDRESS") or "local"
+        if address == "local":
+            loopback_only()
+        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, configure_logging=True)  # fmt: skip
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     return started
+
+
+def loopback_only() -> None:
+    """Make the Ray started next in this process bind to 127.0.0.1. Ray takes its node address from
+    ``services.get_node_ip_address``, which answers 127.0.0.1 when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` is off
+    (Ray's single-machine mode, the default on macOS and Windows); its GCS, raylet and worker servers then bind to that
+    address instead of all interfaces. Ray reads the variable when it is first imported, so the module constant is
+    set too. (``ray.init(_node_ip_address="127.0.0.1")`` does not do it: Ray replaces a loopback address by the
+    machine's own.) `tests/test_loopback.py` lists the listening sockets of a local Ray's processes."""
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def check_cluster(plan: SweepPlan) -> None:
@@ -353,6 +421,7 @@ def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = Fa
         check_cluster(plan)
         events.open()  # state file and MLflow parent run, before any trial starts
         _fit(plan, storage, events, resume, retry_errored, replay)
+        events.check_fatal()  # a storage failure noticed after Tune's last step
     finally:
         if started:
             ray.shutdown()
@@ -366,6 +435,7 @@ def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry
     if resume:
         if not tune.Tuner.can_restore(exp_dir):
             raise XtunerError(f"sweep folder {exp_dir!r} has no Tune state to resume (was it started?)")
+        signing.verify(exp_dir)  # before Tune unpickles anything of the folder
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_unfinished=True,
                                    resume_errored=retry_errored)  # fmt: skip
         tuner._local_tuner.get_run_config().callbacks = [
@@ -375,7 +445,7 @@ def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry
         spec = plan.spec
         param_space, search_alg, num_samples = search_setup(plan)
         scheduler = GroupedASHA(plan) if spec.scheduler.type == "asha" else FIFOScheduler()
-        tuner = tune.Tuner(
+        tuner = _new_tuner(events, lambda: tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
@@ -387,5 +457,22 @@ def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoints.num_to_keep),
             ),
-        )  # fmt: skip
-    tuner.fit()
+        ))  # fmt: skip
+    try:
+        tuner.fit()
+    except Exception:
+        if events.fatal is not None:  # raised from a callback; Tune may have wrapped it in a TuneError
+            raise events.fatal from None
+        raise
+
+
+def _new_tuner(events: SweepEvents, make):
+    """A fresh Tuner (it writes tuner.pkl into the sweep folder), signed at once; a storage failure there is the
+    sweep's one error."""
+    try:
+        tuner = make()
+        signing.sign_files(events.sweep_dir, ["tuner.pkl"])
+    except OSError as e:
+        events.storage_failed(e, "writing tuner.pkl")
+        events.check_fatal()
+    return tuner
