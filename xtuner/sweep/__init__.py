@@ -1,10 +1,10 @@
 """Sweeps: a YAML spec -> a validated plan -> Ray Tune trials of `run_trial` -> MLflow runs and Table-1 summaries.
 
-Modules: `spec` (the YAML schema), `space` (groups, grid points, validation), `limits` (model-dependent bounds),
-`checks` (pre-flight: tracking URI, storage), `tune` (the only module importing Ray), `events` + `tracker` +
-`tracking` + `state` (driver-side results: state file, the MLflow writer thread, MLflow parent/child runs), `sync`
-(backfill), `lock` (one driver per sweep), `signing` (HMAC over the folder's pickles), `report` (tables), `runner`
-(entry points used by `xtuner sweep`).
+Modules: `spec` (the YAML schema), `space` + `space_checks` (groups, grid points, validation), `limits`
+(model-dependent bounds), `checks` (pre-flight: tracking URI, storage), `tune` + `tune_search` (the only modules
+importing Ray), `events` + `tracker` + `tracking` + `state` (driver-side results: state file, the MLflow writer
+thread, MLflow parent/child runs), `sync` (backfill), `lock` (one driver per sweep), `signing` (HMAC over the
+folder's pickles), `report` (tables), `runner` (entry points used by `xtuner sweep`).
 See docs/sweeps.md for the spec reference.
 """
 

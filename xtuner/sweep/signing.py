@@ -4,7 +4,7 @@ key kept outside the storage.
 A sweep folder holds pickles: Tune's ``tuner.pkl`` (the Tuner, its search algorithm, scheduler and run config),
 ``experiment_state-*.json`` (trial records with embedded cloudpickle blobs), the search algorithm's
 ``search_gen_state-*.json`` / ``basic-variant-state-*.json`` (cloudpickle despite the name) and
-``searcher-state-*.pkl`` (for Optuna, `xtuner.sweep.tune.GroupedSearch`'s own pickle), ``callback-states-*.pkl``,
+``searcher-state-*.pkl`` (for Optuna, `xtuner.sweep.tune_search.GroupedSearch`'s own pickle), ``callback-states-*.pkl``,
 and ``trial_*/error.pkl`` (a failed trial's exception, read when Tune builds its results). Unpickling runs code, so
 whoever can write the folder (shared storage) could run code as the next user who resumes it.
 

@@ -15,7 +15,7 @@ run_trial config. Shapes: grid ``{"point": {"group": g, "params": {..}}}``; rand
 `build_plan` validates the meaning of the spec, raising one XtunerError naming the spec path: task, method, model
 and language names; every setting belongs to TrialConfig or to its method; every grid point (and, for random and
 optuna, every choice and distribution end) passes TrialConfig and the method's settings model
-(`validate_settings`); search/scheduler conflicts (see `_check_search`).
+(`validate_settings`); search/scheduler conflicts (`xtuner.sweep.space_checks`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from xtuner.errors import XtunerError, unknown_name
+from xtuner.sweep.space_checks import (
+    check_group_search,
+    check_languages,
+    check_search,
+    check_values,
+)
 from xtuner.sweep.spec import SweepSpec
 from xtuner.tasks.base import absolute_split_source
 from xtuner.trial.config import TrialConfig
@@ -91,12 +95,14 @@ class Group:
         return resolved({**self.fixed, **{k: v for k, v in params.items() if k in self.axes or k in self.dists}})
 
     def values(self, key: str, default: Any = None) -> list[Any]:
-        """Every value `key` takes in this group (fixed, a list's values, a distribution's ends)."""
-        if key in self.axes:
-            return list(self.axes[key])
+        """Every value `key` takes in this group: a distribution's ends, else its value at every grid point with the
+        protocol resolved (a protocol may set it)."""
         if key in self.dists:
             return self.dists[key].ends()
-        return [self.fixed.get(key, default)]
+        try:
+            return [self.flat(p).get(key, default) for p in self.grid_points()]
+        except XtunerError:
+            return [self.fixed.get(key, default)]
 
     def epochs_min(self) -> float:
         if "epochs" in self.axes:
@@ -194,7 +200,7 @@ def build_plan(spec: SweepSpec, *, resolve_models: bool = False) -> SweepPlan:
     combos = itertools.product(sorted(spec.tasks), sorted(spec.methods), spec.model_names, spec.seeds)
     groups = [_group(spec, f"g{i:02d}", *combo, base, base_origin) for i, combo in enumerate(combos)]
     plan = SweepPlan(spec, {g.key: g for g in groups})
-    _check_search(spec, plan)
+    check_search(spec, plan)
     check_model_limits(spec, plan)
     plan.warnings = epoch_warnings(plan)
     return plan
@@ -230,9 +236,9 @@ def _group(
     has_protocol = fixed.get("protocol") is not None or "protocol" in axes
     if "lr" not in fixed and "lr" not in axes and "lr" not in dists and not has_protocol:
         raise spec.error(["methods", m], f"no learning rate for task {t!r}: set lr (a value or a list)")
-    _check_languages(spec, group, task)
-    _check_group_search(spec, group)
-    _check_values(spec, group)
+    check_languages(spec, group, task)
+    check_group_search(spec, group)
+    check_values(spec, group)
     return group
 
 
@@ -319,116 +325,6 @@ def _place(
         dists[key] = Dist(kind, float(args[0]), float(args[1]))
     else:
         fixed[key] = value
-
-
-def _check_languages(spec: SweepSpec, group: Group, task: Any) -> None:
-    langs = group.fixed.get("languages")
-    if langs is None:
-        return
-    if not isinstance(langs, list) or not langs:
-        raise spec.error(group.origin["languages"], "languages: a non-empty list of language codes")
-    for lang in langs:
-        if lang not in task.languages:
-            err = unknown_name("language", lang, task.languages, where=f"for task {task.name!r}")
-            raise spec.error(group.origin["languages"], str(err))
-
-
-def _check_values(spec: SweepSpec, group: Group) -> None:
-    """Validate every grid point (grid), or every choice and distribution end one key at a time (random/optuna)."""
-    if spec.search == "grid":
-        points = group.grid_points()
-    else:
-        first = {k: v[0] for k, v in group.axes.items()} | {k: d.ends()[0] for k, d in group.dists.items()}
-        points = [first] + [
-            {**first, k: v}
-            for k, values in sorted({**group.axes, **{k: d.ends() for k, d in group.dists.items()}}.items())
-            for v in values
-        ]
-    from xtuner.sweep.arms import resolve_or_spec_error
-
-    seen: set[str] = set()
-    for params in points:
-        flat = resolve_or_spec_error(
-            spec, group.origin, {**group.fixed, **{k: v for k, v in params.items() if k in group.searched}}
-        )
-        key = repr(sorted(flat.items(), key=lambda kv: kv[0]))
-        if key not in seen:
-            seen.add(key)
-            _check_point(spec, group, flat)
-
-
-def _check_point(spec: SweepSpec, group: Group, flat: dict[str, Any]) -> None:
-    from xtuner.methods import get_method, validate_settings
-
-    common = {k: v for k, v in flat.items() if k in TrialConfig.model_fields}
-    settings = {k: v for k, v in flat.items() if k not in TrialConfig.model_fields}
-    try:
-        TrialConfig.model_validate({**common, "method_settings": settings})
-    except ValidationError as e:
-        err = e.errors()[0]
-        key = str(err["loc"][0]) if err["loc"] else ""
-        where = group.origin.get(key, group.origin.get("protocol", [key]))
-        raise spec.error(
-            where, f"{err['msg']} (got {flat.get(key)!r}, {group.task} / {group.method})"
-        ) from None
-    from xtuner.tasks import get_task
-
-    try:
-        get_task(group.task).check_dev_split(str(flat.get("dev_split", "validation")))
-    except XtunerError as e:
-        raise spec.error(group.origin.get("dev_split", group.origin.get("protocol", ["tasks", group.task])),
-                         str(e)) from None  # fmt: skip
-    method = group.base or group.method
-    try:
-        get_method(method).settings.model_validate(settings)
-    except ValidationError as e:
-        loc = e.errors()[0]["loc"]
-        key = str(loc[0]) if loc else ""
-        try:
-            validate_settings(method, settings)
-            message = str(e)
-        except XtunerError as bad:
-            message = str(bad)
-        raise spec.error(group.origin.get(key, ["methods", group.method]), message) from None
-
-
-def _check_search(spec: SweepSpec, plan: SweepPlan) -> None:
-    """Conflicts between search, num_samples, distributions and the scheduler (per group: `_check_group_search`).
-
-    - grid: no distributions (they cannot be enumerated); num_samples must be 1 (repeat with seeds:).
-    - random/optuna: num_samples >= 2, and every group searches at least one setting (else its trials repeat).
-    - asha: every trial must run more epochs than grace_period, else ASHA never acts; rungs are kept below each
-      group's epochs so a trial is never stopped at its final evaluation.
-    """
-    if spec.search == "grid" and spec.num_samples != 1:
-        raise spec.error(
-            ["num_samples"], "grid search runs every point once: use seeds: to repeat, or search: random"
-        )
-    if spec.search != "grid" and spec.num_samples < 2:
-        raise spec.error(
-            ["num_samples"],
-            f"search: {spec.search} needs num_samples >= 2 (trials per task/method/model/seed)",
-        )
-
-
-def _check_group_search(spec: SweepSpec, g: Group) -> None:
-    if spec.search == "grid" and g.dists:
-        k = sorted(g.dists)[0]
-        raise spec.error(
-            g.origin[k], f"a distribution ({g.dists[k]}) needs search: random or optuna; grid takes lists"
-        )
-    if spec.search != "grid" and not g.searched:
-        raise spec.error(["methods", g.method], f"search: {spec.search} has nothing to search for {g.label}: "
-                         "give a list or a distribution (e.g. lr: {loguniform: [1.0e-5, 1.0e-3]}), or use search: grid")  # fmt: skip
-    if spec.search == "optuna":
-        for k, values in g.axes.items():
-            if not all(v is None or isinstance(v, bool | int | float | str) for v in values):
-                raise spec.error(
-                    g.origin[k], "optuna chooses among scalars only (numbers, strings, booleans)"
-                )
-    if spec.scheduler.type == "asha" and g.epochs_min() <= spec.scheduler.grace_period:
-        raise spec.error(["scheduler", "grace_period"], f"ASHA's grace_period ({spec.scheduler.grace_period:g}) must be "
-                         f"below the epochs of every trial ({g.label} runs {g.epochs_min():g}); ASHA would never stop a trial")  # fmt: skip
 
 
 def asha_max_t(group: Group) -> float:
