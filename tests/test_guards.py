@@ -109,9 +109,12 @@ def test_a_replaced_pickle_is_refused_and_trust_folder_overrides(home: Path, tmp
     (folder / "trial_a" / "new.pkl").write_bytes(b"x")  # a pickle that appeared is refused too
     with pytest.raises(XtunerError, match="trial_a/new.pkl"):
         signing.verify(str(folder))
-    signing.trust_folder(str(folder))  # the user vouches for it: signed with this key from now on
-    signing._override = False
-    signing.verify(str(folder))
+    with signing.trusting(str(folder)):  # the user vouches for it
+        signing.verify(str(folder))
+        assert signing.loads(pickle.dumps({"a": 1}), "searcher-state.pkl") == {"a": 1}  # unsigned: trusted here
+    with pytest.raises(XtunerError, match="not signed"):
+        signing.loads(pickle.dumps({"a": 1}), "searcher-state.pkl")  # only inside the block
+    signing.verify(str(folder))  # and signed with this key from now on
 
 
 def test_an_interrupted_upload_still_verifies(home: Path, tmp_path: Path) -> None:

@@ -34,7 +34,6 @@ from mlflow.tracking import MlflowClient
 
 from xtuner.cli import main as cli_main
 from xtuner.errors import XtunerError
-from xtuner.sweep import signing
 from xtuner.sweep.runner import load_plan, resume_sweep, run_sweep
 from xtuner.sweep.signing import verify
 from xtuner.sweep.state import STATE_FILE, SweepState
@@ -241,7 +240,6 @@ def test_resume_after_killing_the_driver(ray_cluster, mlflow_server, tiny_model,
     assert sorted(r.data.tags["xtuner.trial_id"] for r in runs) == sorted(after.trials)
     assert all(r.info.status == "FINISHED" for r in runs)
     assert client.get_run(after.parent_run_id).info.status == "FINISHED"
-    signing._override = False
     verify(sweep_dir)  # trusted once: the folder is now signed with this user's key
     assert SweepState.load(state_file).finished  # not overwritten by the copy Tune downloaded on the resume
 

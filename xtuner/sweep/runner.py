@@ -13,6 +13,7 @@ from ``--tracking-uri``, or use the masked URI without its password when MLFLOW_
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,26 +142,29 @@ def resume_sweep(
             if not quiet:
                 print(f"sweep {state.name} already finished ({len(state.trials)} trials); nothing to resume")
             return _finish(SweepEvents(plan, sweep_dir, None, quiet=True), console, quiet)
-        if trust_folder:
-            from xtuner.sweep import signing
+        from xtuner.sweep import signing
 
-            signing.trust_folder(sweep_dir)
-            print(f"note: trusting {sweep_dir} (--trust-folder); its files are now signed with your key",
-                  file=sys.stderr)  # fmt: skip
-        events = SweepEvents(plan, sweep_dir, uri, quiet=quiet)
-        if not quiet:
-            left = sum(1 for r in state.trials.values() if r.state not in FINISHED)
-            print(
-                f"resuming sweep {state.name} in {sweep_dir}: {len(state.trials)} trials started, {left} unfinished"
-            )
-        from xtuner.sweep import tune as backend
+        with signing.trusting(sweep_dir) if trust_folder else contextlib.nullcontext():
+            if trust_folder:
+                print(f"note: trusting {sweep_dir} (--trust-folder); its files are now signed with your key",
+                      file=sys.stderr)  # fmt: skip
+            return _resume(plan, state, sweep_dir, uri, retry_errored, quiet, console)
 
-        replay = replay_results(state)
-        try:
-            backend.run(plan, parent(sweep_dir), events, resume=True, retry_errored=retry_errored, replay=replay)
-        finally:
-            events.close_tracking(TRACKING_DRAIN_S)
-        return _finish(events, console, quiet)
+
+def _resume(plan: SweepPlan, state: SweepState, sweep_dir: str, uri: str | None, retry_errored: bool, quiet: bool,
+            console: Console | None) -> SweepState:  # fmt: skip
+    events = SweepEvents(plan, sweep_dir, uri, quiet=quiet)
+    if not quiet:
+        left = sum(1 for r in state.trials.values() if r.state not in FINISHED)
+        print(f"resuming sweep {state.name} in {sweep_dir}: {len(state.trials)} trials started, {left} unfinished")
+    from xtuner.sweep import tune as backend
+
+    replay = replay_results(state)
+    try:
+        backend.run(plan, parent(sweep_dir), events, resume=True, retry_errored=retry_errored, replay=replay)
+    finally:
+        events.close_tracking(TRACKING_DRAIN_S)
+    return _finish(events, console, quiet)
 
 
 def tracking_uri_for(state: SweepState, given: str | None) -> str | None:

@@ -19,7 +19,7 @@ whoever can write the folder (shared storage) could run code as the next user wh
   driver killed during an upload leaves files that each match a signature, old or new, and its own resume works.
 - **Check**: `verify` runs before anything of the folder is unpickled (`xtuner sweep resume`): every file Tune may
   unpickle (`pickled_files`) must match an HMAC recorded for its path, else one XtunerError naming the files and the
-  override, ``--trust-folder``, which also signs the folder's files (`adopt`) so that later resumes need no flag.
+  override, ``--trust-folder`` (`trusting`), which also signs the folder's files so that later resumes need no flag.
 - **Not signed**: trial checkpoints. Workers load them with safetensors and ``torch.load(weights_only=True)``
   (transformers' Trainer) and JSON, none of which runs code; their weights are trusted like any model folder.
 
@@ -28,6 +28,7 @@ whoever can write the folder (shared storage) could run code as the next user wh
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import hmac
@@ -36,7 +37,7 @@ import os
 import pickle
 import secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ PICKLED = ("*.pkl", "*.json", "trial_*/*.pkl")  # relative to the sweep folder
 NOT_PICKLED = ("xtuner_sweep.json",)  # xtuner's own JSON, read with json.loads
 _MAGIC = b"xtuner-hmac-v1\n"
 
-_override = False  # set by `trust_folder`: a folder the user vouched for (also read by GroupedSearch.restore)
+_override = False  # inside `trusting`: a folder the user vouched for (also read by GroupedSearch.restore)
 
 
 def key_path() -> Path:
@@ -165,11 +166,17 @@ def verify(sweep_dir: str) -> None:
                           "which runs code. If you trust every writer of this folder, resume with --trust-folder")  # fmt: skip
 
 
-def trust_folder(sweep_dir: str) -> None:
-    """The user vouches for `sweep_dir`: skip the checks in this process and sign its files for the next resume."""
+@contextlib.contextmanager
+def trusting(sweep_dir: str) -> Iterator[None]:
+    """The user vouches for `sweep_dir` (--trust-folder): its files are signed with the user's key now (so the next
+    resume needs no flag), and the checks are off until the block ends (GroupedSearch.restore included)."""
     global _override
-    _override = True
     sign_files(sweep_dir, pickled_files(sweep_dir))
+    _override = True
+    try:
+        yield
+    finally:
+        _override = False
 
 
 # ------------------------------------------------------------------------------------------------ storage
