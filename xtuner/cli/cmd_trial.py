@@ -90,7 +90,10 @@ def print_result(result: dict) -> None:
     metrics = sorted({m for scores in result["test"].values() for m in scores})
     split = result.get("eval_split", "test")
     on = "test" if split == "test" else "on the dev sets (eval_split validation)"
-    table = Table(title=f"{result['task']} / {result['method']}: zero-shot {on} (selected on en dev)")
+    title = f"zero-shot {on} (selected on en dev)"
+    if result.get("retrieval"):
+        title = "retrieval with the untrained encoder (English is the pivot of every pair)"
+    table = Table(title=f"{result['task']} / {result['method']}: {title}")
     table.add_column("lang")
     for m in metrics:
         table.add_column(m + (" *" if m == main else ""), justify="right")

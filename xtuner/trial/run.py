@@ -76,6 +76,10 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
 
         torch.set_num_threads(int(os.environ["XTUNER_NUM_THREADS"]))
     setup = setup_trial(config)
+    if setup.task.head == "retrieval":  # no training: the encoder is evaluated (xtuner/trial/retrieval.py)
+        from xtuner.trial.retrieval import run_retrieval_trial
+
+        return run_retrieval_trial(setup, reporter)
     data = prepare_data(setup)
     built = build(setup)
     out_dir, own_dir = _output_dir(setup.cfg)
