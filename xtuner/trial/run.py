@@ -100,7 +100,7 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
     result = summarize(setup, test, built, history, train_seconds=t1 - t0, eval_seconds=t2 - t1)
     result["metrics"].update(analysis)
     result["weights"] = kept
-    reporter.report({**result["metrics"], "done": 1.0}, None)
+    reporter.report({**result["metrics"], **({"weights_dir": kept} if kept else {}), "done": 1.0}, None)
     return result
 
 
