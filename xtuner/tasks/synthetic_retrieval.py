@@ -37,7 +37,7 @@ def _bucc(split: str, lang: str, ctx: LoadContext) -> datasets.Dataset:
 
 for _name, _family, _loader, _metric, _main, _desc in [
     ("synth-tatoeba", "tatoeba", _tatoeba, retrieval_accuracy, "accuracy",
-     "sentence retrieval among 1,000 line-parallel synthetic sentences (Tatoeba's twin)"),
+     "sentence retrieval among 500 line-parallel synthetic sentences (Tatoeba's twin)"),
     ("synth-bucc", "bucc", _bucc, bucc_f1, "f1",
      "parallel sentence mining in synthetic comparable corpora, 20 % of each side translated (BUCC's twin)"),
 ]:  # fmt: skip

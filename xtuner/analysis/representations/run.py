@@ -26,10 +26,11 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
 
-def subjects_for(sources: list[str], *, tracking_uri: str | None = None,
-                 model: str | None = None) -> tuple[list[Subject], list[str]]:  # fmt: skip
-    """The trained encoders of `sources` and one untuned baseline per backbone they use (or `model`)."""
-    refs, notes = resolve(sources, tracking_uri)
+def subjects_for(sources: list[str], *, tracking_uri: str | None = None, model: str | None = None,
+                 task: str | None = None) -> tuple[list[Subject], list[str]]:  # fmt: skip
+    """The trained encoders of `sources` (a sweep's: those of `task`, when given) and one untuned baseline per
+    backbone they use (or `model`)."""
+    refs, notes = resolve(sources, tracking_uri, task)
     trained = [load_subject(r) for r in refs]
     backbones = list(dict.fromkeys([s.model_name for s in trained] + ([model] if model else [])))
     if not backbones:
@@ -67,7 +68,7 @@ def analyse(
     data_dir: str | None = None, tracking_uri: str | None = None, model: str | None = None, seed: int = 0,
     batch_size: int = 64,
 ) -> Analysis:  # fmt: skip
-    subjects, notes = subjects_for(sources, tracking_uri=tracking_uri, model=model)
+    subjects, notes = subjects_for(sources, tracking_uri=tracking_uri, model=model, task=task)
     name = task_of(subjects, task)
     t = get_task(name)
     ctx = LoadContext(data_dir=Path(data_dir).expanduser() if data_dir else None)

@@ -5,8 +5,8 @@ pretrained model as the baseline.
   without it is searched two levels down (``<storage>/<sweep>/weights/<trial>/``);
 - an MLflow run id: the run's kept weights, from its tag ``xtuner.weights`` (set by the sweep driver) or its param
   ``weights_dir``; a run without them is an error that says how to keep them;
-- a sweep name: every trial run of the sweep (tag ``xtuner.sweep``) with kept weights; runs without (fine-tuning
-  under ``keep_weights: auto``) are listed and skipped.
+- a sweep name: every trial run of the sweep (tag ``xtuner.sweep``) with kept weights, of the analysed task when
+  one is given; runs without weights (fine-tuning under ``keep_weights: auto``) are listed and skipped.
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def _local_refs(folder: Path) -> list[Ref]:
     return [Ref(str(p), trial_id=p.name) for p in found]
 
 
-def resolve(sources: list[str], tracking_uri: str | None = None) -> tuple[list[Ref], list[str]]:
-    """(kept-weights refs, notes about runs skipped) for every source, in order, without repeats."""
+def resolve(sources: list[str], tracking_uri: str | None = None, task: str | None = None) -> tuple[list[Ref], list[str]]:
+    """(kept-weights refs, notes about runs skipped) for every source, in order, without repeats; a sweep's runs
+    of another task than `task` (when given) are left out."""
     refs: list[Ref] = []
     notes: list[str] = []
     client = None
@@ -86,7 +87,7 @@ def resolve(sources: list[str], tracking_uri: str | None = None) -> tuple[list[R
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient(tracking_uri=default_tracking_uri(tracking_uri))
-        found, skipped = _mlflow_refs(client, source, default_tracking_uri(tracking_uri))
+        found, skipped = _mlflow_refs(client, source, default_tracking_uri(tracking_uri), task)
         refs += found
         notes += skipped
     unique = list({r.location: r for r in refs}.values())
@@ -97,7 +98,7 @@ def run_weights(run) -> str | None:
     return run.data.tags.get("xtuner.weights") or run.data.params.get("weights_dir") or None
 
 
-def _mlflow_refs(client, source: str, uri: str) -> tuple[list[Ref], list[str]]:
+def _mlflow_refs(client, source: str, uri: str, task: str | None = None) -> tuple[list[Ref], list[str]]:
     if RUN_ID.match(source):
         try:
             run = client.get_run(source)
@@ -115,6 +116,10 @@ def _mlflow_refs(client, source: str, uri: str) -> tuple[list[Ref], list[str]]:
     if not runs:
         raise XtunerError(f"{source!r} is not a folder, a kept-weights URI, a run id or a sweep name known to MLflow "
                           f"at {uri}")  # fmt: skip
+    if task:
+        runs = [r for r in runs if r.data.tags.get("xtuner.task", task) == task]
+        if not runs:
+            raise XtunerError(f"sweep {source!r} has no trial of task {task!r}")
     refs, skipped = [], []
     for run in runs:
         location = run_weights(run)
