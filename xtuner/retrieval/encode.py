@@ -6,7 +6,8 @@ Two recipes use this:
   ``extract_embeddings``): one sentence per input, ``<s> tokens </s>`` cut at ``max_length`` (512 in the run
   scripts), token type 0, the mean of one layer's hidden states over every non-padding position (``<s>`` and
   ``</s>`` included: ``pool_skip_special_token`` is off in the scripts; ``run_retrieval.py`` also ignores its
-  ``--pool_type cls`` argument and always mean-pools);
+  ``--pool_type cls`` argument and always mean-pools); segment ids as the tokenizer makes them (0 for one
+  sentence, as XTREME passes);
 - the representation analysis of Tu et al. (salesforce/MPT ``--do_analysis``): the sentence PAIR encoded jointly
   (max length 128), the last layer's hidden state at position 0 (``<s>``).
 
@@ -65,6 +66,7 @@ def sentence_vectors(
     else:
         enc = tokenizer(list(texts), truncation=True, max_length=max_length)
     ids = enc["input_ids"]
+    types = enc.get("token_type_ids")  # segment ids where the model has them (BERT: 0 then 1 for a pair)
     try:
         device = next(model.parameters()).device
     except StopIteration:
@@ -73,10 +75,13 @@ def sentence_vectors(
     model.eval()
     with torch.inference_mode():
         for idx in bucketed_batches([len(x) for x in ids], batch_size):
-            batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+            rows = {"input_ids": [ids[i] for i in idx]}
+            if types is not None:
+                rows["token_type_ids"] = [types[i] for i in idx]
+            batch = tokenizer.pad(rows, return_tensors="pt")
             input_ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-            types = torch.zeros_like(input_ids) if "token_type_ids" in tokenizer.model_input_names else None
-            states = encoder_hidden_states(model, input_ids, mask, types)
+            segments = batch["token_type_ids"].to(device) if types is not None else None
+            states = encoder_hidden_states(model, input_ids, mask, segments)
             if not -len(states) <= layer < len(states):
                 raise XtunerError(f"layer {layer} does not exist: the encoder has {len(states) - 1} layers (0-"
                                   f"{len(states) - 1}, 0 = embeddings)")  # fmt: skip

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +39,6 @@ class Encoder:
     layer: int | None = None  # None = XTREME's layer for the task family and the model's depth
     max_length: int = XTREME_MAX_LENGTH
     batch_size: int = 64
-    cache: dict = field(default_factory=dict)
 
     def layer_for(self, family: str) -> int:
         if self.layer is not None:

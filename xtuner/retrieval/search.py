@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 MINING_NEIGHBOURS = 4
+MAX_BLOCK = 50_000_000  # floats in one query-chunk x base score block (200 MB)
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -34,17 +35,20 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, np.float32(1e-12))
 
 
-def knn(query: np.ndarray, base: np.ndarray, k: int, *, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def knn(query: np.ndarray, base: np.ndarray, k: int, *, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The `k` rows of `base` with the largest inner product with each row of `query`, best first: (scores
-    [n, k], indices [n, k]). Rows should be normalised (then scores are cosines)."""
+    [n, k], indices [n, k]). Rows should be normalised (then scores are cosines). Exact search in query chunks
+    whose score block stays near `MAX_BLOCK` floats (BUCC's sides hold ~400k sentences), on a GPU when there is one."""
     k = min(k, base.shape[0])
-    b = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32))
+    chunk = chunk or max(1, MAX_BLOCK // max(base.shape[0], 1))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    b = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32)).to(device)
     sims, inds = [], []
     for start in range(0, query.shape[0], chunk):
-        q = torch.from_numpy(np.ascontiguousarray(query[start : start + chunk], dtype=np.float32))
+        q = torch.from_numpy(np.ascontiguousarray(query[start : start + chunk], dtype=np.float32)).to(device)
         s, i = torch.topk(q @ b.T, k, dim=1, largest=True, sorted=True)
-        sims.append(s.numpy())
-        inds.append(i.numpy())
+        sims.append(s.cpu().numpy())
+        inds.append(i.cpu().numpy())
     if not sims:
         return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
     return np.concatenate(sims), np.concatenate(inds)
