@@ -30,6 +30,9 @@ def run_retrieval_trial(setup, reporter) -> dict[str, Any]:
             f"--task {task.name} RUN_ID|SWEEP|FOLDER (methods that run untrained here: {', '.join(UNTRAINED_OK)})"
         )
     built = build(setup)
+    from xtuner.analysis.representations.subjects import device
+
+    built.model.to(device())
     ctx = LoadContext(data_dir=Path(cfg.data_dir).expanduser() if cfg.data_dir else None, splits=cfg.split_sources())
     started = time.time()
     encoder = Encoder(built.model, setup.tokenizer, batch_size=cfg.eval_batch_size)

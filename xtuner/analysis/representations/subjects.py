@@ -142,10 +142,18 @@ def _sweep_runs(client, sweep: str) -> list:
     return sorted(children, key=lambda r: r.data.tags.get("xtuner.trial_id", r.info.run_id))
 
 
+def device():
+    """Where the analyses run their forward passes: the GPU when there is one."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_subject(ref: Ref) -> Subject:
     from xtuner.trial.weights import load_kept
 
     kept = load_kept(ref.location)
+    kept.built.model.to(device())
     cfg = kept.meta.get("config", {})
     seed = cfg.get("seed")
     trial = f" {ref.trial_id}" if ref.trial_id else ""
@@ -164,5 +172,5 @@ def untuned(model_name: str) -> Subject:
 
     path = resolve_model(model_name)
     built = build_model(path, HeadType.RETRIEVAL, 0, "finetune", {})
-    built.model.eval()
+    built.model.to(device()).eval()
     return Subject(UNTUNED, UNTUNED, model_name, None, None, built.model, AutoTokenizer.from_pretrained(path))
