@@ -107,3 +107,19 @@ def test_a_language_without_parallel_rows() -> None:
     download = Path(__file__).parent / "fixtures" / "xtreme" / "download"  # XTREME ships train only in English
     with pytest.raises(XtunerError, match="no parallel train rows in 'de'.*missing file"):
         load_parallel(get_task("pawsx"), ["de"], LoadContext(data_dir=download))
+
+
+def test_groups_average_seeds_of_one_configuration_only() -> None:
+    from xtuner.analysis.representations.subjects import UNTUNED, Subject, assign_groups
+
+    def subject(method: str, seed: int | None, **config) -> Subject:
+        cfg = {"task": "synth-xnli", "seed": seed, "method_settings": config.pop("settings", {}), **config}
+        return Subject(f"{method} {seed}", method, "m", "synth-xnli", seed, None, None, None,
+                       None if method == UNTUNED else cfg)  # fmt: skip
+
+    subjects = [subject(UNTUNED, None), subject("finetune", 1, lr=1e-3), subject("finetune", 2, lr=1e-3),
+                subject("finetune", 1, lr=3e-4), subject("deep_prompt", 1, lr=1e-2, settings={"psl": 16}),
+                subject("deep_prompt", 2, lr=1e-2, settings={"psl": 16})]  # fmt: skip
+    assign_groups(subjects)
+    assert [s.group for s in subjects] == ["untuned None", "finetune (lr=0.001)", "finetune (lr=0.001)",
+                                          "finetune (lr=0.0003)", "deep_prompt", "deep_prompt"]  # fmt: skip

@@ -35,16 +35,13 @@ def _figure(w: float, h: float):
     return Figure(figsize=(w, h), layout="constrained")
 
 
-def method_order(methods) -> list[str]:
-    return sorted(set(methods), key=lambda m: (m != UNTUNED, m != "finetune", m))
-
-
 def by_method(analysis: Analysis) -> dict[str, list[str]]:
-    """Method -> subject labels (seeds), baseline first."""
+    """Configuration (`Subject.group`: the method and what else differs) -> subject labels (its seeds), baseline
+    first, then fine-tuning."""
     groups: dict[str, list[str]] = defaultdict(list)
     for s in analysis.subjects:
-        groups[s.label if s.method == UNTUNED else s.method].append(s.label)
-    return {m: groups[m] for m in sorted(groups, key=lambda m: (not m.startswith(UNTUNED), m != "finetune", m))}
+        groups[s.group or s.method].append(s.label)
+    return {m: groups[m] for m in sorted(groups, key=lambda m: (not m.startswith(UNTUNED), not m.startswith("finetune"), m))}
 
 
 def project(x: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 
 from xtuner.analysis.representations.data import DEFAULT_ROWS, ParallelRows, load_parallel
 from xtuner.analysis.representations.measure import encode, measure
-from xtuner.analysis.representations.subjects import Subject, load_subject, resolve, untuned
+from xtuner.analysis.representations.subjects import Subject, assign_groups, load_subject, resolve, untuned
 from xtuner.errors import XtunerError
 from xtuner.tasks import LoadContext, get_task
 
@@ -41,6 +41,7 @@ def subjects_for(sources: list[str], *, tracking_uri: str | None = None, model: 
         for b in baselines:
             b.label = f"untuned {b.model_name}"
     _unique_labels(trained)
+    assign_groups(baselines + trained)
     return baselines + trained, notes
 
 

@@ -46,6 +46,36 @@ class Subject:
     model: Any
     tokenizer: Any
     ref: Ref | None = None
+    config: dict[str, Any] | None = None  # the trial's flat settings (kept weights), for grouping
+    group: str = ""  # the configuration it belongs to: its method and what else differs from its method's others
+
+
+# settings that never make two runs different configurations (seeds are what a group averages over)
+NOT_CONFIG = ("seed", "weights_dir", "keep_weights", "representation_rows", "output_dir", "cache_dir", "data_dir",
+              "train_data", "validation_data", "test_data", "languages", "eval_batch_size", "max_eval_examples")  # fmt: skip
+
+
+def assign_groups(subjects: list[Subject]) -> None:
+    """`group` = the method, plus the settings that differ between its runs (``finetune (lr=0.001)``), so a table
+    averages seeds of one configuration, never two learning rates; the baseline is its own group."""
+    by_method: dict[str, list[Subject]] = {}
+    for s in subjects:
+        if s.method == UNTUNED or s.config is None:
+            s.group = s.label if s.method == UNTUNED else s.method
+        else:
+            by_method.setdefault(s.method, []).append(s)
+    for method, group in by_method.items():
+        flat = [_settings(s.config or {}) for s in group]
+        keys = sorted({k for f in flat for k in f})
+        varying = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+        for s, f in zip(group, flat, strict=True):
+            s.group = method + (" (" + ", ".join(f"{k}={f.get(k)}" for k in varying) + ")" if varying else "")
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in config.items() if k not in NOT_CONFIG and k != "method_settings"}
+    out.update(config.get("method_settings") or {})
+    return out
 
 
 def default_tracking_uri(uri: str | None = None) -> str:
@@ -159,7 +189,7 @@ def load_subject(ref: Ref) -> Subject:
     trial = f" {ref.trial_id}" if ref.trial_id else ""
     label = f"{kept.method} seed {seed}{trial}" if seed is not None else f"{kept.method}{trial}"
     return Subject(label, kept.method, str(kept.meta["model"]), str(kept.meta["task"]), seed, kept.built.model,
-                   kept.tokenizer, ref)  # fmt: skip
+                   kept.tokenizer, ref, cfg)  # fmt: skip
 
 
 def untuned(model_name: str) -> Subject:
