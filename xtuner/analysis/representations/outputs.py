@@ -1,7 +1,6 @@
-"""What the representation analysis writes: ``table.csv`` (every encoder × language), ``summary.md`` (per method,
-mean ± sd over seeds), ``metrics.json``, the plots; the same files logged to MLflow as artifacts under
-``analysis/representations/<task>/`` of every analysed run (and of its sweep's parent run), and each run's own
-numbers as its metrics ``analysis/representations/<lang>/<metric>``."""
+"""What the representation analysis writes: ``table.csv`` (every encoder × language), ``summary.md`` (per
+configuration, mean ± sd over seeds), ``metrics.json`` and the plots, into the output folder; to MLflow, each
+analysed run's own numbers as its metrics and the files once per sweep (`log_to_mlflow`)."""
 
 from __future__ import annotations
 
@@ -113,29 +112,29 @@ def write(out: Path, outputs: dict[str, bytes]) -> list[Path]:
 
 
 def log_to_mlflow(a: Analysis, out: Path, tracking_uri: str) -> list[str]:
-    """Log each analysed run's metrics and every output file (under ``analysis/representations/<task>``) to the
-    runs and to their sweeps' parent runs; returns the run ids written."""
+    """Log each analysed run's own numbers as its metrics (``analysis/representations/<lang>/<metric>``; with
+    ``<task>/`` after the prefix when the run was trained on another task), and the output files once per sweep,
+    to its parent run (to the run itself when it has no parent), under ``analysis/representations/<task>/``.
+    Returns the run ids whose metrics were written."""
+    import time
+
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    import time
-
     now = int(time.time() * 1000)
-    written, parents = [], set()
+    written, holders = [], set()
     for s in a.subjects:
         if not (s.ref and s.ref.run_id):
             continue
-        values = {k: v for k, v in flat(a.metrics[s.label]).items() if math.isfinite(v)}
-        values[f"{PREFIX}/rows"] = float(len(a.rows.ids))
+        prefix = PREFIX if s.task in (None, a.task) else f"{PREFIX}/{a.task}"
+        values = {k: v for k, v in flat(a.metrics[s.label], prefix).items() if math.isfinite(v)}
+        values[f"{prefix}/rows"] = float(len(a.rows.ids))
         items = [Metric(k, float(v), now, 0) for k, v in sorted(values.items())]
         for i in range(0, len(items), 500):
             client.log_batch(s.ref.run_id, metrics=items[i : i + 500])
-        client.log_artifacts(s.ref.run_id, str(out), f"{PREFIX}/{a.task}")
-        parent = client.get_run(s.ref.run_id).data.tags.get("mlflow.parentRunId")
-        if parent:
-            parents.add(parent)
+        holders.add(client.get_run(s.ref.run_id).data.tags.get("mlflow.parentRunId") or s.ref.run_id)
         written.append(s.ref.run_id)
-    for parent in sorted(parents):
-        client.log_artifacts(parent, str(out), f"{PREFIX}/{a.task}")
+    for run_id in sorted(holders):
+        client.log_artifacts(run_id, str(out), f"{PREFIX}/{a.task}")
     return written

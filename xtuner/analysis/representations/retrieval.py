@@ -67,13 +67,15 @@ def log_to_mlflow(a: RetrievalAnalysis, tracking_uri: str) -> list[str]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    now, written = int(time.time() * 1000), []
+    now, written, holders = int(time.time() * 1000), [], set()
     for s in a.subjects:
         if not (s.ref and s.ref.run_id):
             continue
         items = [Metric(f"{PREFIX}/{a.task}/{lang}/{m}", float(v), now, 0)
                  for lang, per in a.scores[s.label].items() for m, v in per.items() if math.isfinite(v)]  # fmt: skip
         client.log_batch(s.ref.run_id, metrics=items)
-        client.log_text(s.ref.run_id, table_csv(a), f"{PREFIX}/{a.task}/table.csv")
+        holders.add(client.get_run(s.ref.run_id).data.tags.get("mlflow.parentRunId") or s.ref.run_id)
         written.append(s.ref.run_id)
+    for run_id in sorted(holders):  # the table once per sweep (its parent run), as for the representations
+        client.log_text(run_id, table_csv(a), f"{PREFIX}/{a.task}/table.csv")
     return written
