@@ -104,6 +104,11 @@ def test_analyze_reads_and_writes_mlflow_runs(kept: dict, mlflow_server: str, tm
     assert {"analysis/representations/s2/pos", "analysis/representations/avg/rel_diff"} <= set(logged)
     names = {a.path for a in client.list_artifacts(parent.info.run_id, "analysis/representations/synth-pawsx")}
     assert "analysis/representations/synth-pawsx/summary.md" in names
+    rc = main(["analyze", "retrieval", "--task", "synth-tatoeba", runs["dp"], "--languages", "s1", "--out",
+               str(tmp_path / "r"), "--tracking-uri", mlflow_server])  # fmt: skip
+    assert rc == 0 and "logged to 1 MLflow run(s)" in capsys.readouterr().out
+    assert "analysis/retrieval/synth-tatoeba/s1/accuracy" in client.get_run(runs["dp"]).data.metrics
+    assert client.list_artifacts(parent.info.run_id, "analysis/retrieval/synth-tatoeba")  # the table, once
     rc = main(["analyze", "representations", bare, "--tracking-uri", mlflow_server])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith(f"error: run {bare} has no kept weights") and len(err) == 1
