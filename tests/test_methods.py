@@ -56,6 +56,9 @@ def batch(lengths: tuple[int, ...] = (9, 6), seed: int = 0) -> tuple[torch.Tenso
     return ids, mask
 
 
+TRAINED_HEADS = [h for h in HeadType if h != HeadType.RETRIEVAL]  # retrieval has no head and never trains
+
+
 def targets(head: HeadType, ids: torch.Tensor) -> dict[str, torch.Tensor]:
     b, t = ids.shape
     if head == HeadType.SEQUENCE_CLASSIFICATION:
@@ -73,7 +76,7 @@ def head_params(head: HeadType) -> int:
 # ---------------------------------------------------------------- every method x every head
 
 
-@pytest.mark.parametrize("head", list(HeadType))
+@pytest.mark.parametrize("head", TRAINED_HEADS)
 @pytest.mark.parametrize("method", METHODS)
 def test_forward_backward_shapes(tiny_path: str, method: str, head: HeadType) -> None:
     built = build_model(tiny_path, head, NUM_LABELS, method, {})
@@ -101,12 +104,25 @@ def test_forward_backward_shapes(tiny_path: str, method: str, head: HeadType) ->
 
 
 @pytest.mark.parametrize("psl", [1, 16])
-@pytest.mark.parametrize("head", list(HeadType))
+@pytest.mark.parametrize("head", TRAINED_HEADS)
 def test_deep_prompt_parameter_formula(tiny_path: str, head: HeadType, psl: int) -> None:
     built = build_model(tiny_path, head, NUM_LABELS, "deep_prompt", {"psl": psl})
     assert built.trainable_params == psl * LAYERS * 2 * HIDDEN + head_params(head)
     names = [n for n, p in built.model.named_parameters() if p.requires_grad]
     assert all(n.startswith(("encoder.prefix_encoder.", "classifier.", "qa_outputs.")) for n in names)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_retrieval_head_is_the_bare_encoder(tiny_path: str, method: str) -> None:
+    built = build_model(tiny_path, HeadType.RETRIEVAL, 0, method, {"psl": 2} if "prompt" in method else {})
+    names = [n for n, p in built.model.named_parameters() if p.requires_grad]
+    assert not any(("classifier" in n or "qa_outputs" in n) for n in names)
+    if method == "deep_prompt":
+        assert built.trainable_params == 2 * LAYERS * 2 * HIDDEN  # the prefix alone
+    ids, mask = batch()
+    from xtuner.methods import encoder_hidden_states
+
+    assert encoder_hidden_states(built.model, ids, mask)[-1].shape == (*ids.shape, HIDDEN)
 
 
 def test_deep_prompt_projection_parameter_formula(tiny_path: str) -> None:

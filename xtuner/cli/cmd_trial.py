@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from xtuner.cli.common import parse_set
 
@@ -34,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any trial or method setting"
     )
+    p.add_argument("--keep-weights", metavar="DIR", help="keep the best weights in DIR (for xtuner analyze)")
+    p.add_argument("--representations", type=int, metavar="ROWS",
+                   help="measure representation alignment on ROWS parallel train rows at the end (pair tasks)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
     p.set_defaults(func=run)
 
@@ -66,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
              "data_dir": args.data_dir, "protocol": args.protocol, "train_data": args.train_data,
              "validation_data": args.validation_data, "test_data": args.test_data, "eval_split": args.eval_split}  # fmt: skip
     config.update({k: v for k, v in given.items() if v is not None})
+    if args.keep_weights:
+        config["weights_dir"] = str(Path(args.keep_weights).expanduser().absolute())
+    if args.representations:
+        config["representation_rows"] = args.representations
     config.update(parse_set(args.set))
     if not config.get("protocol") and "lr" not in config:  # a protocol brings its own lr
         config["lr"] = DEFAULT_LR.get(args.method, 1e-4)
@@ -76,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         keys = ("task", "method", "eval_split", "main_metric", "test", "avg", "gap", "dev", "trainable_params",
                 "total_params", "train_seconds", "eval_seconds")  # fmt: skip
-        print(json.dumps({k: result[k] for k in keys}))
+        analysis = {k: v for k, v in result["metrics"].items() if k.startswith("analysis/")}
+        print(json.dumps({**{k: result[k] for k in keys}, "weights": result.get("weights"), "analysis": analysis}))
         return 0
     print_result(result)
     return 0
@@ -90,7 +99,10 @@ def print_result(result: dict) -> None:
     metrics = sorted({m for scores in result["test"].values() for m in scores})
     split = result.get("eval_split", "test")
     on = "test" if split == "test" else "on the dev sets (eval_split validation)"
-    table = Table(title=f"{result['task']} / {result['method']}: zero-shot {on} (selected on en dev)")
+    title = f"zero-shot {on} (selected on en dev)"
+    if result.get("retrieval"):
+        title = "retrieval with the untrained encoder (English is the pivot of every pair)"
+    table = Table(title=f"{result['task']} / {result['method']}: {title}")
     table.add_column("lang")
     for m in metrics:
         table.add_column(m + (" *" if m == main else ""), justify="right")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from xtuner.errors import XtunerError
 from xtuner.methods._base import BuildRequest, BuiltModel, Method, MethodSettings, load_config
+from xtuner.methods._encode import backbone_of, encoder_hidden_states
 from xtuner.registry import Registry
 from xtuner.tasks.base import HeadType
 
@@ -66,7 +67,7 @@ def build_model(
     spec = get_method(method)
     parsed = validate_settings(method, settings)
     head = HeadType(head)
-    if head != HeadType.EXTRACTIVE_QA and num_labels < 1:
+    if head not in (HeadType.EXTRACTIVE_QA, HeadType.RETRIEVAL) and num_labels < 1:
         raise XtunerError(f"num_labels must be >= 1 for a {head} head, got {num_labels}")
     request = BuildRequest(
         model_path=str(model_path),
@@ -85,7 +86,9 @@ __all__ = [
     "BuiltModel",
     "Method",
     "MethodSettings",
+    "backbone_of",
     "build_model",
+    "encoder_hidden_states",
     "get_method",
     "method_names",
     "register_method",

@@ -20,6 +20,7 @@ from huggingface_hub.utils import validate_repo_id
 from pydantic import BaseModel, ConfigDict
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -126,11 +127,13 @@ def load_config(model_path: str, *, trust_remote_code: bool = False) -> Pretrain
 
 
 def load_task_model(request: BuildRequest) -> PreTrainedModel:
-    """The stock transformers head model for `request.head` (AutoModelFor*), all parameters trainable."""
+    """The stock transformers head model for `request.head` (AutoModelFor*; the bare AutoModel for a retrieval
+    task, which has no head), all parameters trainable."""
     auto = {
         HeadType.SEQUENCE_CLASSIFICATION: AutoModelForSequenceClassification,
         HeadType.TOKEN_CLASSIFICATION: AutoModelForTokenClassification,
         HeadType.EXTRACTIVE_QA: AutoModelForQuestionAnswering,
+        HeadType.RETRIEVAL: AutoModel,
     }[request.head]
     overrides: dict[str, object] = {
         "num_labels": 2 if request.head == HeadType.EXTRACTIVE_QA else request.num_labels

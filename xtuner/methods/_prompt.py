@@ -209,7 +209,9 @@ class PromptForQuestionAnswering(nn.Module):
 
 
 def with_head(encoder: nn.Module, request: BuildRequest) -> nn.Module:
-    """Put the task head of `request.head` on a prompt encoder."""
+    """Put the task head of `request.head` on a prompt encoder (a retrieval task has none: the encoder itself)."""
+    if request.head == HeadType.RETRIEVAL:
+        return encoder
     if request.head == HeadType.SEQUENCE_CLASSIFICATION:
         return PromptForSequenceClassification(encoder, request.num_labels, request.head_dropout())
     if request.head == HeadType.TOKEN_CLASSIFICATION:

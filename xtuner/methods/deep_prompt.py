@@ -24,6 +24,7 @@ import torch
 from pydantic import Field
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from xtuner.methods import register_method
 from xtuner.methods._base import BuildRequest, Method
@@ -96,20 +97,42 @@ class DeepPromptEncoder(nn.Module):
         prefix = self.dropout(prefix)
         return prefix.permute(2, 0, 3, 1, 4).unflatten(0, (self.layers, 2))
 
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        *,
+        output_hidden_states: bool = False,
+    ) -> BaseModelOutputWithPooling:
+        """The backbone run with the prefix in every layer (and the shifted positions); every output covers the
+        input positions only (the prefix adds keys and values, never positions)."""
+        positions = position_ids(self.backbone, input_ids, self.psl) if self.shift_positions else None
+        return self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=positions,
+            output_hidden_states=output_hidden_states,
+            **{PREFIX_KWARG: self.prefix_key_values(input_ids.shape[0])},
+        )
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Embedding output and every layer's output, ``[B, T, H]`` each (xtuner.methods.encoder_hidden_states)."""
+        return self.encode(input_ids, attention_mask, token_type_ids, output_hidden_states=True).hidden_states
+
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
         token_type_ids: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = position_ids(self.backbone, input_ids, self.psl) if self.shift_positions else None
-        out = self.backbone(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=positions,
-            **{PREFIX_KWARG: self.prefix_key_values(input_ids.shape[0])},
-        )
+        out = self.encode(input_ids, attention_mask, token_type_ids)
         sequence = out.last_hidden_state
         pooled = out.pooler_output if out.pooler_output is not None else pool(self.backbone, sequence)
         return sequence, pooled

@@ -20,6 +20,7 @@ TASK_TYPES = {
     HeadType.SEQUENCE_CLASSIFICATION: TaskType.SEQ_CLS,
     HeadType.TOKEN_CLASSIFICATION: TaskType.TOKEN_CLS,
     HeadType.EXTRACTIVE_QA: TaskType.QUESTION_ANS,
+    HeadType.RETRIEVAL: TaskType.FEATURE_EXTRACTION,
 }
 
 
@@ -50,7 +51,7 @@ def build(request: BuildRequest, settings: LoraSettings) -> nn.Module:
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules),
-        modules_to_save=head_modules(model),
+        modules_to_save=head_modules(model) if request.head != HeadType.RETRIEVAL else None,
     )
     try:
         return get_peft_model(model, config)

@@ -60,6 +60,26 @@ class SoftPromptEncoder(nn.Module):
         attention_mask: torch.Tensor | None,
         token_type_ids: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        sequence = self._run(input_ids, attention_mask, token_type_ids, False).last_hidden_state[:, self.psl :]
+        return sequence, pool(self.backbone, sequence)
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Embedding output and every layer's output over the INPUT positions (the virtual tokens sliced off)."""
+        states = self._run(input_ids, attention_mask, token_type_ids, True).hidden_states
+        return tuple(h[:, self.psl :] for h in states)
+
+    def _run(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        output_hidden_states: bool,
+    ):
         batch, device = input_ids.shape[0], input_ids.device
         words = self.backbone.get_input_embeddings()(input_ids)
         embeds = torch.cat([self.prompt(batch).to(words.dtype), words], dim=1)
@@ -75,14 +95,13 @@ class SoftPromptEncoder(nn.Module):
             attention_mask = torch.cat([attention_mask.new_ones(prefix_shape), attention_mask], dim=1)
         if token_type_ids is not None:
             token_type_ids = torch.cat([token_type_ids.new_zeros(prefix_shape), token_type_ids], dim=1)
-        out = self.backbone(
+        return self.backbone(
             inputs_embeds=embeds,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=positions,
+            output_hidden_states=output_hidden_states,
         )
-        sequence = out.last_hidden_state[:, self.psl :]
-        return sequence, pool(self.backbone, sequence)
 
 
 def build(request: BuildRequest, settings: PromptSettings) -> nn.Module:

@@ -282,6 +282,8 @@ class SweepEvents:
             rec.final = {
                 k: float(v) for k, v in result.items() if _is_final_key(k) and isinstance(v, int | float)
             }
+            if isinstance(result.get("weights_dir"), str):  # run_trial kept the weights there
+                rec.weights = result["weights_dir"]
         else:
             rec.state = "pruned"
         self._finish(rec)
@@ -380,5 +382,5 @@ def _finish_child(writer: MlflowWriter, final: TrialRecord, live: TrialRecord) -
 
 
 def _is_final_key(key: str) -> bool:
-    return key.startswith(("test/", "dev/")) and key != "dev/en/main" or key in (
+    return key.startswith(("test/", "dev/", "analysis/")) and key != "dev/en/main" or key in (
         "trainable_params", "total_params", "train_seconds", "eval_seconds")  # fmt: skip

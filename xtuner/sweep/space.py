@@ -197,6 +197,12 @@ def build_plan(spec: SweepSpec, *, resolve_models: bool = False) -> SweepPlan:
         raise spec.error(["eval_split"], "set eval_split either at the top level or in trial:, not both")
     if "eval_split" not in base:  # always a param of every trial, so MLflow and reports can tell test from dev
         base["eval_split"], base_origin["eval_split"] = spec.eval_split or "test", ["eval_split"]
+    for key, setting, value in (("keep_weights", "keep_weights", spec.keep_weights),
+                                ("representations", "representation_rows", spec.representations)):  # fmt: skip
+        if setting in spec.trial:
+            raise spec.error(["trial", setting], f"set it with the top-level key {key}:")
+        if value:
+            base[setting], base_origin[setting] = value, [key]
     combos = itertools.product(sorted(spec.tasks), sorted(spec.methods), spec.model_names, spec.seeds)
     groups = [_group(spec, f"g{i:02d}", *combo, base, base_origin) for i, combo in enumerate(combos)]
     plan = SweepPlan(spec, {g.key: g for g in groups})

@@ -109,6 +109,12 @@ class SweepSpec(_Strict):
     eval_split: Literal["test", "validation"] | None = None  # None = trial: block, else "test"
     trial: dict[str, Any] = Field(default_factory=dict)
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    # each finished trial's tested weights in <storage>/<name>/weights/<trial>/ (xtuner analyze reads them):
+    # auto = the methods that train part of the model (prompts, LoRA: small), all = fine-tuning too, none
+    keep_weights: Literal["none", "auto", "all"] = "auto"
+    # > 0: the representation analysis at the end of every trial of a sentence-pair task, on this many parallel
+    # train rows (the reference used 2000); metrics analysis/representations/<lang>/<metric> on the trial's run
+    representations: int = Field(0, ge=0)
     _where: str = PrivateAttr("sweep spec")  # file name for messages
     _text: str | None = PrivateAttr(None)  # YAML text, for line numbers in messages
 

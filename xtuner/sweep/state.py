@@ -30,6 +30,7 @@ from typing import Any
 from xtuner.errors import XtunerError
 
 STATE_FILE = "xtuner_sweep.json"
+WEIGHTS = "weights"  # <sweep>/weights/<trial_id>/: kept weights (spec keep_weights; xtuner/trial/weights.py)
 STATES = ("running", "done", "pruned", "nonfinite", "error")
 FINISHED = ("done", "pruned", "nonfinite", "error")
 
@@ -59,6 +60,7 @@ class TrialRecord:
     node_ip: str | None = None  # where the trial last reported from (Tune's node_ip and pid of its worker)
     pid: int | None = None
     failures: int = 0  # worker deaths / crashes that Tune retried from the last checkpoint (max_failures)
+    weights: str | None = None  # where the trial kept its weights (spec keep_weights), or None
 
     @property
     def best_dev(self) -> float | None:

@@ -5,7 +5,9 @@ configuration per task and method) and one child run per trial (tag ``mlflow.par
 ``xtuner.state``, ``xtuner.eval_split`` = test | validation, what the ``test/...`` metrics were scored on): params
 are the trial's flat run_trial config (secret-looking ones redacted), ``dev/en/<metric>`` is stepped per epoch
 (or per optimizer step when the trial evaluates every ``eval_interval`` steps), the final ``test/<lang>/<metric>``,
-``test/avg/<metric>``, ``test/gap/<metric>`` and ``best/dev/en/<metric>`` are logged once, with ``per_language.csv``. Run ids live in the sweep state file, so a resumed sweep reuses its runs. A run
+``test/avg/<metric>``, ``test/gap/<metric>`` and ``best/dev/en/<metric>`` are logged once, with ``per_language.csv``
+(and ``analysis/representations/<lang>/<metric>`` when the spec's ``representations`` is on; the tag
+``xtuner.weights`` names the trial's kept weights). Run ids live in the sweep state file, so a resumed sweep reuses its runs. A run
 written completely is marked in the state (``tracked``); what MLflow lacks is backfilled by `xtuner.sweep.sync`.
 
 Everything written passes through `xtuner.cluster.redact` (params, tag values, text and dict artifacts: `log_text`,
@@ -143,6 +145,8 @@ class MlflowWriter:
             tags["xtuner.error"] = rec.error[:4000]
         if rec.failures:
             tags["xtuner.failures"] = str(rec.failures)
+        if rec.weights:
+            tags["xtuner.weights"] = rec.weights
         self._set_tags(run_id, tags)
         self.client.set_terminated(run_id, RUN_STATUS[rec.state])
         rec.tracked = True

@@ -32,7 +32,7 @@ from xtuner.errors import XtunerError
 from xtuner.sweep import signing
 from xtuner.sweep.events import FINAL, MAIN, NONFINITE, REPLAY, SweepEvents
 from xtuner.sweep.space import SweepPlan
-from xtuner.sweep.state import STATE_FILE, join, list_names, remove_tree, sweep_folder
+from xtuner.sweep.state import STATE_FILE, WEIGHTS, join, list_names, remove_tree, sweep_folder
 from xtuner.sweep.tune_search import GroupedASHA, search_setup
 
 
@@ -87,8 +87,11 @@ def worker_plan(plan: SweepPlan) -> SweepPlan:
     return SweepPlan(slim, plan.groups, [])
 
 
-def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = None):
-    """The trainable; `replay` maps trials that finished before a resume to the result they report at once."""
+def make_trainable(
+    plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = None, weights_root: str | None = None
+):
+    """The trainable; `replay` maps trials that finished before a resume to the result they report at once;
+    `weights_root` (``<sweep>/weights``) is where trials keep their weights (spec ``keep_weights``)."""
     plan = worker_plan(plan)
 
     def xtuner_trial(config: dict[str, Any]) -> None:
@@ -100,8 +103,11 @@ def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = N
             return
         group = plan.group_of(config)
         reporter = TuneReporter(f"dev/en/{group.main_metric}", plan.spec.checkpoints.enabled)
+        flat = plan.to_flat(config)
+        if weights_root and flat.get("keep_weights", "none") != "none":
+            flat["weights_dir"] = join(weights_root, trial_id)
         try:
-            run_trial(plan.to_flat(config), reporter)
+            run_trial(flat, reporter)
         except NonFiniteLossError as e:
             tune.report({NONFINITE: 1.0, "xt_message": str(e)})
         finally:
@@ -280,9 +286,9 @@ def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = Fa
 
 def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry_errored: bool,
          replay: dict[str, dict[str, Any]] | None) -> None:  # fmt: skip
-    trainable = make_trainable(plan, replay)
-    callback = EventsCallback(events)
     exp_dir = sweep_folder(storage, plan.spec.name)
+    trainable = make_trainable(plan, replay, join(exp_dir, WEIGHTS))
+    callback = EventsCallback(events)
     if resume:
         if not tune.Tuner.can_restore(exp_dir):
             raise XtunerError(f"sweep folder {exp_dir!r} has no Tune state to resume (was it started?)")

@@ -24,6 +24,7 @@ class HeadType(StrEnum):
     SEQUENCE_CLASSIFICATION = "sequence_classification"
     TOKEN_CLASSIFICATION = "token_classification"
     EXTRACTIVE_QA = "extractive_qa"
+    RETRIEVAL = "retrieval"  # no training: sentence embeddings of the encoder, scored by retrieval (xtuner.retrieval)
 
 
 EVAL_SPLITS = ("test", "validation")  # what a trial evaluates zero-shot on (`eval_split`)

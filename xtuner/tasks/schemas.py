@@ -5,6 +5,9 @@
 - UD-POS: google/xtreme udpos.* (tokens, pos_tags: 17 UPOS tags in the hub's order)
 - PAN-X: google/xtreme PAN-X.* (tokens, ner_tags: IOB2 over PER/ORG/LOC, langs)
 - QA: SQuAD v1.1 / XQuAD / MLQA / TyDiQA-GoldP (id, title, context, question, answers{text, answer_start})
+- retrieval (Tatoeba, BUCC 2018): one table per language holding BOTH sides, one row per sentence (id, lang: the
+  language or "en", sentence, gold: the id of its translation on the other side, "" for none). Tatoeba's sides are
+  line-parallel (every sentence has a gold partner); BUCC's are comparable corpora (most sentences have none).
 """
 
 from __future__ import annotations
@@ -45,6 +48,14 @@ PANX_FEATURES = Features(
         "tokens": List(Value("string")),
         "ner_tags": List(ClassLabel(names=list(PANX_TAGS))),
         "langs": List(Value("string")),
+    }
+)
+RETRIEVAL_FEATURES = Features(
+    {
+        "id": Value("string"),
+        "lang": Value("string"),
+        "sentence": Value("string"),
+        "gold": Value("string"),
     }
 )
 QA_FEATURES = Features(

@@ -66,6 +66,13 @@ class TrialConfig(BaseModel):
     trust_remote_code: bool = False
     n_best: int = Field(20, ge=1)  # QA decoding
     max_answer_length: int = Field(30, ge=1)  # QA decoding, in tokens
+    # the best weights, kept after the trial (xtuner/trial/weights.py): a folder or s3:// / gs:// URI, and which
+    # methods keep them there ("auto": those that train only part of the model; "all": fine-tuning too)
+    weights_dir: str | None = None
+    keep_weights: Literal["none", "auto", "all"] = "all"
+    # > 0: the representation analysis on this many parallel train rows at the end (sentence-pair tasks only),
+    # logged as analysis/representations/<lang>/<metric>
+    representation_rows: int = Field(0, ge=0)
 
     @field_validator("train_data", "validation_data", "test_data")
     @classmethod

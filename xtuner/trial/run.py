@@ -13,7 +13,9 @@ Reads top-down:
    NonFiniteLossError at once.
 5. `evaluate`: zero-shot on the test split of every language (length-bucketed, inference mode), or on the
    validation split with `eval_split: validation` (metric names stay `test/<lang>/...`).
-6. Return per-language metrics, their mean, the transfer gap (en minus mean of the others), parameter counts,
+6. Optionally (`xtuner/trial/after.py`): keep the best weights (`weights_dir`) and measure the representation
+   alignment of the trained model (`representation_rows`, ``analysis/representations/...`` metrics).
+7. Return per-language metrics, their mean, the transfer gap (en minus mean of the others), parameter counts,
    and train/eval seconds; the same numbers flat (`test/<lang>/<m>`, `test/avg/<m>`, `test/gap/<m>`) go to the
    reporter's final report.
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from xtuner.errors import XtunerError
+from xtuner.trial.after import keep_weights, representation_metrics
 from xtuner.trial.config import Reporter, TrialConfig
 
 
@@ -76,20 +79,28 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
 
         torch.set_num_threads(int(os.environ["XTUNER_NUM_THREADS"]))
     setup = setup_trial(config)
+    if setup.task.head == "retrieval":  # no training: the encoder is evaluated (xtuner/trial/retrieval.py)
+        from xtuner.trial.retrieval import run_retrieval_trial
+
+        return run_retrieval_trial(setup, reporter)
     data = prepare_data(setup)
     built = build(setup)
     out_dir, own_dir = _output_dir(setup.cfg)
     try:
         t0 = time.time()
         history = train(setup, data, built, reporter, out_dir)
+        kept = keep_weights(setup, built)  # the model the trial tests (the best, or the last with selection last)
         t1 = time.time()
         test = evaluate(setup, data, built.model)
+        analysis = representation_metrics(setup, built)
         t2 = time.time()
     finally:
         if own_dir:
             shutil.rmtree(out_dir, ignore_errors=True)
     result = summarize(setup, test, built, history, train_seconds=t1 - t0, eval_seconds=t2 - t1)
-    reporter.report({**result["metrics"], "done": 1.0}, None)
+    result["metrics"].update(analysis)
+    result["weights"] = kept
+    reporter.report({**result["metrics"], **({"weights_dir": kept} if kept else {}), "done": 1.0}, None)
     return result
 
 

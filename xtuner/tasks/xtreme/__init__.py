@@ -17,4 +17,5 @@ The source is auto-detected from ``data_dir`` (see ``sources``); ``options["sour
 forces one. ``prepare.prepare`` loads (and so caches) every split a sweep needs. Details: docs/data.md.
 """
 
+from xtuner.tasks.xtreme import retrieval as retrieval  # noqa: F401,E402  (tatoeba, bucc2018)
 from xtuner.tasks.xtreme import tasks as tasks  # noqa: F401  (registers the tasks)

@@ -43,6 +43,10 @@ def needed_splits(
     for lang in langs:
         task.check_language(lang)
     src = task.source_lang
+    if task.head == "retrieval":  # no training; English is the pivot; BUCC chooses its threshold on validation
+        targets = [lang for lang in langs if lang != src]
+        extra = [("validation", lang) for lang in targets] if task.family == "bucc" else []
+        return list(dict.fromkeys(extra + [(eval_split, lang) for lang in targets]))
     pairs = [("train", src), (dev_split, src)] + [(eval_split, lang) for lang in langs]
     return list(dict.fromkeys(pairs))
 

@@ -1,0 +1,110 @@
+"""`xtuner analyze representations|retrieval SOURCE ...`: analyses of trained encoders (MLflow run ids, sweep names,
+kept-weights folders), always beside the untuned pretrained model. See docs/analysis.md."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="MLflow run ids, sweep names or kept-weights folders (the untuned model is always added)")  # fmt: skip
+    p.add_argument("--languages", help="comma-separated languages (default: all of the task's)")
+    p.add_argument("--data-dir", help="data folder for real tasks (XTREME download, releases, local parquet)")
+    p.add_argument("--tracking-uri", help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--model", help="with no SOURCE: the pretrained model to analyse alone (e.g. builtin:tiny-xlmr)")
+    p.add_argument("--out", type=Path, help="output folder (default analysis-out/<command>-<task>)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the results back to the analysed runs")
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="representation and retrieval analyses of trained encoders")
+    asub = p.add_subparsers(dest="analyze_command", metavar="ANALYSIS")
+    r = asub.add_parser("representations", help="alignment of parallel sentence representations with English")
+    _common(r)
+    r.add_argument("--task", help="a sentence-pair task (default: the task the encoders were trained on)")
+    r.add_argument("--rows", type=int, default=2000, help="parallel train rows per language (default 2000)")
+    r.add_argument("--plot-lang", help="target language of the projection plot (default: the last one)")
+    r.add_argument("--projection", choices=("pca", "tsne"), default="pca")
+    r.add_argument("--seed", type=int, default=0, help="seed of the random negatives and of the plotted sample")
+    r.set_defaults(func=representations)
+    t = asub.add_parser("retrieval", help="a retrieval task (tatoeba, bucc2018, synth-*) with trained encoders")
+    _common(t)
+    t.add_argument("--task", required=True, help="tatoeba | bucc2018 | synth-tatoeba | synth-bucc")
+    t.add_argument("--layer", type=int, help="hidden-states layer (default: XTREME's for the model's depth)")
+    t.add_argument("--split", choices=("test", "validation"), default="test")
+    t.set_defaults(func=retrieval)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _languages(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+def representations(args: argparse.Namespace) -> int:
+    from xtuner.trial.run import quiet_libraries
+
+    quiet_libraries()
+    from xtuner.analysis.representations import outputs
+    from xtuner.analysis.representations.run import analyse
+    from xtuner.analysis.representations.subjects import default_tracking_uri
+
+    a = analyse(args.sources, task=args.task, languages=_languages(args.languages), rows=args.rows,
+                data_dir=args.data_dir, tracking_uri=args.tracking_uri, model=args.model, seed=args.seed,
+                batch_size=args.batch_size)  # fmt: skip
+    out = args.out or Path("analysis-out") / f"representations-{a.task}"
+    paths = outputs.write(out, outputs.files(a, plot_lang=args.plot_lang, projection_kind=args.projection))
+    print(outputs.summary_md(a))
+    for note in a.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {', '.join(p.name for p in paths)} to {out}")
+    if not args.no_mlflow:
+        runs = outputs.log_to_mlflow(a, out, default_tracking_uri(args.tracking_uri))
+        if runs:
+            print(f"logged to {len(runs)} MLflow run(s) under analysis/representations/ (and their sweeps' parent runs)")
+    return 0
+
+
+def retrieval(args: argparse.Namespace) -> int:
+    from xtuner.trial.run import quiet_libraries
+
+    quiet_libraries()
+    from xtuner.analysis.representations.retrieval import analyse_retrieval, log_to_mlflow, table_csv
+    from xtuner.analysis.representations.subjects import default_tracking_uri
+
+    a = analyse_retrieval(args.sources, task=args.task, languages=_languages(args.languages), data_dir=args.data_dir,
+                          tracking_uri=args.tracking_uri, model=args.model, layer=args.layer, split=args.split,
+                          batch_size=args.batch_size)  # fmt: skip
+    out = args.out or Path("analysis-out") / f"retrieval-{a.task}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.csv").write_text(table_csv(a))
+    _print_retrieval(a)
+    print(f"wrote table.csv to {out}")
+    if not args.no_mlflow:
+        runs = log_to_mlflow(a, default_tracking_uri(args.tracking_uri))
+        if runs:
+            print(f"logged to {len(runs)} MLflow run(s) under analysis/retrieval/{a.task}/")
+    return 0
+
+
+def _print_retrieval(a) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from xtuner.tasks import get_task
+
+    main = get_task(a.task).main_metric
+    langs = list(next(iter(a.scores.values())))
+    table = Table(title=f"{a.task}: {main} (XTREME's retrieval recipe)")
+    table.add_column("encoder")
+    for lang in langs:
+        table.add_column(lang, justify="right")
+    for s in a.subjects:
+        per = a.scores[s.label]
+        table.add_row(s.label, *("-" if math.isnan(per[lang].get(main, math.nan)) else f"{per[lang][main]:.1f}"
+                                 for lang in langs))  # fmt: skip
+    Console().print(table)
