@@ -38,13 +38,16 @@ def wait_for_state(path: str, condition: Callable[[SweepState], Any], *, timeout
 
 
 def first_epoch_trial(state: SweepState) -> TrialRecord | None:
-    return next((r for r in state.trials.values() if r.state == "running" and len(r.dev_curve) == 1 and r.pid), None)
+    """A running trial past its first epoch whose checkpoint Tune has registered (Tune processes the save after the
+    dev result, so waiting for the result alone races with it under load)."""
+    return next((r for r in state.trials.values()
+                 if r.state == "running" and len(r.dev_curve) == 1 and r.checkpoints >= 1 and r.pid), None)  # fmt: skip
 
 
 def one_done_one_started(state: SweepState) -> bool:
-    """A trial has finished all 3 epochs and the next one is past its first."""
-    states = [(r.state, len(r.dev_curve)) for r in state.trials.values()]
-    return ("done", 3) in states and ("running", 1) in states
+    """A trial has finished all 3 epochs and the next one is past its first, with that checkpoint registered."""
+    states = [(r.state, len(r.dev_curve), r.checkpoints >= 1) for r in state.trials.values()]
+    return ("done", 3, True) in states and ("running", 1, True) in states
 
 
 def kill_ray_worker(pid: int) -> str:

@@ -288,6 +288,15 @@ class SweepEvents:
             rec.state = "pruned"
         self._finish(rec)
 
+    def trial_checkpoint(self, trial_id: str) -> None:
+        """Tune registered a checkpoint of the trial (after its dev result: Tune saves in a second step), so a
+        retry from here on resumes from it."""
+        with self.lock:
+            rec = self._rec(trial_id)
+            if rec is not None and trial_id not in self._replaying:
+                rec.checkpoints += 1
+                self.save()
+
     def trial_retry(self, trial_id: str, message: str, *, counted: int | None = None,
                     from_checkpoint: bool = True) -> None:  # fmt: skip
         """Tune restarts a failed trial (a lost worker or node): from its last checkpoint when it has one, in the

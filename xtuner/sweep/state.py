@@ -61,6 +61,7 @@ class TrialRecord:
     pid: int | None = None
     failures: int = 0  # worker deaths / crashes that Tune retried from the last checkpoint (max_failures)
     weights: str | None = None  # where the trial kept its weights (spec keep_weights), or None
+    checkpoints: int = 0  # checkpoints Tune registered for the trial (a retry resumes from the last one)
 
     @property
     def best_dev(self) -> float | None:

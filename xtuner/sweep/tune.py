@@ -176,6 +176,9 @@ class EventsCallback(tune.Callback):
         self.events.trial_result(trial.trial_id, result)
         self.events.check_fatal()
 
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
+        self.events.trial_checkpoint(trial.trial_id)
+
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.events.trial_complete(trial.trial_id, trial.last_result)
         self.events.check_fatal()
