@@ -117,6 +117,7 @@ def test_grid_sweep_builds_the_mlflow_run_tree(
             "en",
             "s3",
             "avg",
+            "others",
             "gap",
         ]
         assert float(rows[1].split(",")[1]) == pytest.approx(m["test/en/accuracy"], abs=1e-3)

@@ -119,6 +119,7 @@ def test_sync_backfills_mlflow_after_the_server_died_mid_sweep(
             "en",
             "s3",
             "avg",
+            "others",
             "gap",
         ]
 

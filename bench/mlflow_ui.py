@@ -1,0 +1,195 @@
+"""Look at a sweep in the MLflow UI the way a researcher would, in a real (headless) browser, and keep screenshots.
+
+    .venv/bin/python bench/mlflow_ui.py                  # runs the demo sweep (sweeps/demo.yaml) into a temp DB
+    .venv/bin/python bench/mlflow_ui.py --db mlflow.db   # an existing tracking DB (e.g. after scripts/demo.sh)
+
+Starts a real ``mlflow server`` on the sweep's sqlite DB (127.0.0.1, a free port), opens in headless Chromium
+(playwright driving the distribution's ``chromium``: ``apt-get install -y chromium``, ``pip install playwright``;
+no browser download) and saves in ``bench/results/mlflow_ui/``:
+
+- ``home.png``: the bare server address (what ``http://127.0.0.1:5000`` shows);
+- ``runs_default.png``: the address the sweep prints at its end (model-training mode), columns as MLflow picks them;
+- ``runs_view.png``: the same table with the documented default view (docs/sweeps.md, "Reading a sweep in MLflow":
+  `VIEW_COLUMNS`), set the way the UI's column picker stores it, the sweep's parent run expanded;
+- ``compare.png``: the compare view of the sweep's finished FT and DPT runs of one task (parallel coordinates,
+  params and metrics side by side).
+
+It prints what it looked at (addresses, run names, the stored column state) as JSON lines; bench/MLFLOW_UI.md
+records what the screenshots showed and what was changed because of them. The server is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "results" / "mlflow_ui"
+VIEW_COLUMNS = [  # the documented default view: what a run is, its state, and the numbers that compare tasks
+    ("tags", "xtuner.status"),
+    ("params", "task"),
+    ("params", "method"),
+    ("params", "lr"),
+    ("params", "psl"),
+    ("params", "seed"),
+    ("metrics", "best/dev/en/main"),
+    ("metrics", "test/en/main"),
+    ("metrics", "test/others/main"),
+    ("metrics", "test/gap/main"),
+    ("metrics", "test/avg/main"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_demo(work: Path) -> Path:
+    from xtuner.sweep.runner import load_plan, run_sweep
+
+    db = work / "mlflow.db"
+    plan = load_plan(ROOT / "sweeps" / "demo.yaml", tracking_uri=f"sqlite:///{db}", storage=str(work / "results"))
+    t0 = time.time()
+    run_sweep(plan, overwrite=True)
+    print(json.dumps({"demo_sweep_seconds": round(time.time() - t0, 1)}), flush=True)
+    return db
+
+
+def start_server(db: Path, port: int) -> subprocess.Popen:
+    mlflow = Path(sys.executable).with_name("mlflow")
+    cmd = [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return proc
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    raise SystemExit("mlflow server did not answer within 120 s")
+
+
+def sweep_runs(uri: str, experiment: str | None) -> tuple[str, dict, list]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exps = [client.get_experiment_by_name(experiment)] if experiment else client.search_experiments()
+    exps = [e for e in exps if e is not None and e.name != "Default"]
+    if not exps:
+        raise SystemExit(f"no experiment {experiment or ''} in {uri}")
+    exp = exps[0]
+    runs = client.search_runs([exp.experiment_id], max_results=500)
+    parent = next(r for r in runs if r.data.tags.get("xtuner.kind") == "sweep")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return exp.experiment_id, parent, children
+
+
+def shoot(base: str, exp_id: str, parent, children: list) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from xtuner.sweep.run_meta import ui_links
+
+    _, (runs_url, parent_url) = ui_links(base, exp_id, parent.info.run_id)
+    names = sorted(r.info.run_name for r in children)
+    seen: dict = {"runs_url": runs_url, "parent_url": parent_url, "run_names": names}
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("no chromium: apt-get install -y chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(base + "/")
+        page.wait_for_timeout(4000)
+        page.screenshot(path=str(OUT / "home.png"))
+
+        page.goto(runs_url)
+        page.get_by_text(parent.info.run_name, exact=True).first.wait_for(timeout=60000)
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(OUT / "runs_default.png"))
+        seen["stored_keys"] = page.evaluate("() => Object.keys(window.localStorage)")
+
+        state = set_view(page, exp_id, parent.info.run_id)
+        seen["view_state_key"] = state
+        page.goto(runs_url)
+        page.reload()
+        page.get_by_text(parent.info.run_name, exact=True).first.wait_for(timeout=60000)
+        page.wait_for_timeout(4000)
+        page.screenshot(path=str(OUT / "runs_view.png"))
+
+        done = [r for r in children if r.data.tags.get("xtuner.status") == "done"]
+        task = sorted({r.data.params.get("task") for r in done})[0]
+        ids = [r.info.run_id for r in done if r.data.params.get("task") == task]
+        compare = f"{base}/#/compare-runs?runs={json.dumps(ids)}&experiments={json.dumps([exp_id])}"
+        seen["compare_url"], seen["compare_runs"] = compare, len(ids)
+        page.goto(compare)
+        page.wait_for_timeout(8000)
+        page.screenshot(path=str(OUT / "compare.png"), full_page=True)
+        browser.close()
+    return seen
+
+
+def set_view(page, exp_id: str, parent_id: str) -> str | None:
+    """Write `VIEW_COLUMNS` into the runs table's stored UI state (the entry the column picker writes), expanding the
+    sweep's parent run; returns the storage key, or None when the UI stored none (then the default view stays)."""
+    entries = page.evaluate("() => Object.entries(window.localStorage)")
+    for key, value in entries:
+        if exp_id not in key or "selectedColumns" not in value:
+            continue
+        data = json.loads(value)
+        holder = _find(data)
+        if holder is None:
+            continue
+        holder["selectedColumns"] = [f"{kind}.`{name}`" for kind, name in VIEW_COLUMNS]
+        holder["runsExpanded"] = {parent_id: True}
+        page.evaluate("([k, v]) => window.localStorage.setItem(k, v)", [key, json.dumps(data)])
+        return key
+    return None
+
+
+def _find(data):
+    if isinstance(data, dict):
+        if "selectedColumns" in data:
+            return data
+        for v in data.values():
+            found = _find(v)
+            if found is not None:
+                return found
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", type=Path, help="an existing sqlite tracking DB (default: run the demo sweep first)")
+    ap.add_argument("--experiment", help="experiment name (default: the first one with runs)")
+    args = ap.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="xtuner-mlflow-ui-") as tmp:
+        db = args.db.resolve() if args.db else run_demo(Path(tmp))
+        port = free_port()
+        proc = start_server(db, port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            exp_id, parent, children = sweep_runs(base, args.experiment)
+            seen = shoot(base, exp_id, parent, children)
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)
+    print(json.dumps(seen, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
