@@ -59,7 +59,9 @@ def run_demo(work: Path) -> Path:
     from xtuner.sweep.runner import load_plan, run_sweep
 
     db = work / "mlflow.db"
-    plan = load_plan(ROOT / "sweeps" / "demo.yaml", tracking_uri=f"sqlite:///{db}", storage=str(work / "results"))
+    plan = load_plan(
+        ROOT / "sweeps" / "demo.yaml", tracking_uri=f"sqlite:///{db}", storage=str(work / "results")
+    )
     t0 = time.time()
     run_sweep(plan, overwrite=True)
     print(json.dumps({"demo_sweep_seconds": round(time.time() - t0, 1)}), flush=True)
@@ -172,7 +174,9 @@ def _find(data):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--db", type=Path, help="an existing sqlite tracking DB (default: run the demo sweep first)")
+    ap.add_argument(
+        "--db", type=Path, help="an existing sqlite tracking DB (default: run the demo sweep first)"
+    )
     ap.add_argument("--experiment", help="experiment name (default: the first one with runs)")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)

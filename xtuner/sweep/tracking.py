@@ -255,7 +255,7 @@ def per_language_csv(final: dict[str, float]) -> str:
             rows.setdefault(parts[1], {})[parts[2]] = value
     if not rows:
         return ""
-    metrics = sorted({m for r in rows.values() for m in r} - {"main"})  # "main" repeats the task's main metric
+    metrics = sorted({m for r in rows.values() for m in r} - {"main"})  # "main" repeats the main metric
     summary = ("avg", "others", "gap")
     order = sorted(k for k in rows if k not in summary) + [k for k in summary if k in rows]
     buf = io.StringIO()
