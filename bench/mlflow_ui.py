@@ -11,6 +11,7 @@ no browser download) and saves in ``bench/results/mlflow_ui/``:
 - ``runs_default.png``: the address the sweep prints at its end (model-training mode), columns as MLflow picks them;
 - ``runs_view.png``: the same table with the documented default view (docs/sweeps.md, "Reading a sweep in MLflow":
   `VIEW_COLUMNS`), set the way the UI's column picker stores it, the sweep's parent run expanded;
+- ``parent.png``: the sweep's parent run (the second address the sweep prints);
 - ``compare.png``: the compare view of the sweep's finished FT and DPT runs of one task (parallel coordinates,
   params and metrics side by side).
 
@@ -59,6 +60,8 @@ def run_demo(work: Path) -> Path:
     from xtuner.sweep.runner import load_plan, run_sweep
 
     db = work / "mlflow.db"
+    if db.exists():  # --work with a finished demo sweep: reuse it
+        return db
     plan = load_plan(
         ROOT / "sweeps" / "demo.yaml", tracking_uri=f"sqlite:///{db}", storage=str(work / "results")
     )
@@ -102,7 +105,7 @@ def sweep_runs(uri: str, experiment: str | None) -> tuple[str, dict, list]:
 def shoot(base: str, exp_id: str, parent, children: list) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from xtuner.sweep.run_meta import ui_links
+    from xtuner.sweep.run_meta import WORKFLOW, ui_links
 
     _, (runs_url, parent_url) = ui_links(base, exp_id, parent.info.run_id)
     names = sorted(r.info.run_name for r in children)
@@ -112,7 +115,7 @@ def shoot(base: str, exp_id: str, parent, children: list) -> dict:
         raise SystemExit("no chromium: apt-get install -y chromium")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page = new_page(browser, {})
         page.goto(base + "/")
         page.wait_for_timeout(4000)
         page.screenshot(path=str(OUT / "home.png"))
@@ -121,33 +124,55 @@ def shoot(base: str, exp_id: str, parent, children: list) -> dict:
         page.get_by_text(parent.info.run_name, exact=True).first.wait_for(timeout=60000)
         page.wait_for_timeout(3000)
         page.screenshot(path=str(OUT / "runs_default.png"))
-        seen["stored_keys"] = page.evaluate("() => Object.keys(window.localStorage)")
+        stored = dict(page.evaluate("() => Object.entries(window.localStorage)"))
+        (OUT / "stored_state.json").write_text(json.dumps(stored, indent=1))
 
-        state = set_view(page, exp_id, parent.info.run_id)
-        seen["view_state_key"] = state
+        # the documented view, stored the way the column picker stores it, in a fresh browser profile
+        view = view_state(stored, exp_id, parent.info.run_id)
+        seen["view_state_key"] = next(iter(view), None)
+        page = new_page(browser, view)
         page.goto(runs_url)
-        page.reload()
-        page.get_by_text(parent.info.run_name, exact=True).first.wait_for(timeout=60000)
+        page.get_by_text(names[0], exact=True).first.wait_for(timeout=60000)
         page.wait_for_timeout(4000)
         page.screenshot(path=str(OUT / "runs_view.png"))
+
+        page.goto(parent_url)
+        page.wait_for_timeout(6000)
+        page.screenshot(path=str(OUT / "parent.png"))
+        seen["parent_landed_on"] = page.url
 
         done = [r for r in children if r.data.tags.get("xtuner.status") == "done"]
         task = sorted({r.data.params.get("task") for r in done})[0]
         ids = [r.info.run_id for r in done if r.data.params.get("task") == task]
-        compare = f"{base}/#/compare-runs?runs={json.dumps(ids)}&experiments={json.dumps([exp_id])}"
+        compare = (
+            f"{base}/#/compare-runs?runs={json.dumps(ids)}&experiments={json.dumps([exp_id])}&{WORKFLOW}"
+        )
         seen["compare_url"], seen["compare_runs"] = compare, len(ids)
         page.goto(compare)
-        page.wait_for_timeout(8000)
+        page.get_by_text("Parallel Coordinates Plot").first.wait_for(timeout=60000)
+        page.wait_for_timeout(4000)
+        seen["compare_axes"] = pick_axes(page, ["lr", "psl", "method"], ["test/others/main"])
+        page.wait_for_timeout(3000)
         page.screenshot(path=str(OUT / "compare.png"), full_page=True)
         browser.close()
     return seen
 
 
-def set_view(page, exp_id: str, parent_id: str) -> str | None:
-    """Write `VIEW_COLUMNS` into the runs table's stored UI state (the entry the column picker writes), expanding the
-    sweep's parent run; returns the storage key, or None when the UI stored none (then the default view stays)."""
-    entries = page.evaluate("() => Object.entries(window.localStorage)")
-    for key, value in entries:
+def new_page(browser, storage: dict[str, str]):
+    """A page in a fresh profile whose local storage holds `storage` before MLflow's code runs; MLflow 3.17 opens
+    its assistant panel (a third of the window) on a first visit, which a user closes once: closed here."""
+    items = {"mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true", "mlflow.assistant.panelOpen_v1": "false",
+             **storage}  # fmt: skip
+    context = browser.new_context(viewport={"width": 1920, "height": 1000})
+    context.add_init_script(f"if (!window.__xt) {{ window.__xt = 1; for (const [k, v] of Object.entries("
+                            f"{json.dumps(items)})) window.localStorage.setItem(k, v); }}")  # fmt: skip
+    return context.new_page()
+
+
+def view_state(stored: dict[str, str], exp_id: str, parent_id: str) -> dict[str, str]:
+    """The runs table's stored UI state (the entry the column picker writes) with `VIEW_COLUMNS` selected and the
+    sweep's parent run expanded; {} when the UI stored none (then the default view stays)."""
+    for key, value in stored.items():
         if exp_id not in key or "selectedColumns" not in value:
             continue
         data = json.loads(value)
@@ -156,9 +181,26 @@ def set_view(page, exp_id: str, parent_id: str) -> str | None:
             continue
         holder["selectedColumns"] = [f"{kind}.`{name}`" for kind, name in VIEW_COLUMNS]
         holder["runsExpanded"] = {parent_id: True}
-        page.evaluate("([k, v]) => window.localStorage.setItem(k, v)", [key, json.dumps(data)])
-        return key
-    return None
+        return {key: json.dumps(data)}
+    return {}
+
+
+def pick_axes(page, params: list[str], metrics: list[str]) -> str:
+    """Choose the parallel-coordinates axes the way a user does: Clear All, then type each name into the Parameters
+    and the Metrics box. Returns "ok" or what went wrong (the screenshot then shows MLflow's own choice)."""
+    try:
+        page.get_by_role("button", name="Clear All").click()
+        boxes = page.get_by_role("combobox")
+        for box, names in ((boxes.nth(0), params), (boxes.nth(1), metrics)):
+            for name in names:
+                box.click()
+                box.fill(name)
+                page.wait_for_timeout(500)
+                page.keyboard.press("Enter")
+            page.keyboard.press("Escape")
+        return "ok"
+    except Exception as e:  # noqa: BLE001 - a UI that changed: keep MLflow's axes, say so
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
 
 
 def _find(data):
@@ -178,10 +220,13 @@ def main(argv: list[str] | None = None) -> int:
         "--db", type=Path, help="an existing sqlite tracking DB (default: run the demo sweep first)"
     )
     ap.add_argument("--experiment", help="experiment name (default: the first one with runs)")
+    ap.add_argument("--work", type=Path, help="keep the demo sweep here (reused when it holds one)")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="xtuner-mlflow-ui-") as tmp:
-        db = args.db.resolve() if args.db else run_demo(Path(tmp))
+        work = args.work.resolve() if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        db = args.db.resolve() if args.db else run_demo(work)
         port = free_port()
         proc = start_server(db, port)
         try:

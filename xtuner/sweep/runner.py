@@ -230,8 +230,9 @@ def mlflow_hint(state: SweepState) -> list[str]:
     uri = redact_text(state.tracking_uri or "")
     command, links = ui_links(uri, state.experiment_id, state.parent_run_id)
     lines = [f"MLflow: {command}" if command else f"MLflow: {uri}"]
-    labels = ("runs table", "this sweep")
-    lines += [f"  {label}: {link}" for label, link in zip(labels, links, strict=False)]
+    if links:  # each address on its own line, within 100 columns for the default UI address
+        lines.append("  the runs table, then this sweep's parent run (model-training mode):")
+        lines += [f"  {link}" for link in links]
     return lines
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from xtuner.cluster.redact import redact_text
 from xtuner.errors import XtunerError
-from xtuner.sweep.run_meta import RUN_STATUS, STATUS, child_params
+from xtuner.sweep.run_meta import RUN_STATUS, STATUS, child_params, display_value
 from xtuner.sweep.state import FINISHED, STATE_FILE, SweepState, TrialRecord, find_sweep_dir, join
 from xtuner.sweep.tracking import MlflowWriter, per_language_csv, redact
 
@@ -228,7 +228,7 @@ class Syncer:
         items = []
         for epoch, value in rec.dev_curve:
             step = int(round(epoch))
-            items += [Metric(k, float(value), now, step) for k in keys if step not in have[k]]
+            items += [Metric(k, display_value(k, value), now, step) for k in keys if step not in have[k]]
             if step not in have_epoch:
                 items.append(Metric("epoch", float(epoch), now, step))
         if items:

@@ -28,7 +28,16 @@ from typing import Any
 
 from xtuner.cluster.redact import redact as redact_value
 from xtuner.cluster.redact import redact_text
-from xtuner.sweep.run_meta import EXPERIMENT_KIND, RUN_STATUS, STATUS, child_params, provenance_tags, run_name
+from xtuner.sweep.run_meta import (
+    EXPERIMENT_KIND,
+    RUN_STATUS,
+    STATUS,
+    as_written,
+    child_params,
+    display_value,
+    provenance_tags,
+    run_name,
+)
 from xtuner.sweep.state import SweepState, TrialRecord
 
 PREDICTIONS = "predictions"  # a child run's folder of <lang>.parquet + meta.json (xtuner.metrics.examples)
@@ -95,7 +104,7 @@ class MlflowWriter:
         top.update(tasks=sorted(spec_dict["tasks"]), methods=sorted(spec_dict["methods"]),
                    models=spec_dict.get("models") or [spec_dict.get("model")],
                    scheduler=spec_dict["scheduler"]["type"])  # fmt: skip
-        self._log_params(run.info.run_id, top)
+        self._log_params(run.info.run_id, {k: as_written(v) for k, v in top.items()})
         self.log_dict(run.info.run_id, spec_dict, "sweep_spec.json")
 
     def _artifact_location(self) -> str | None:
@@ -219,7 +228,7 @@ class MlflowWriter:
 
         assert run_id is not None
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items()) if _number(v)]
+        items = [Metric(k, display_value(k, v), now, step) for k, v in sorted(metrics.items()) if _number(v)]
         for i in range(0, len(items), 500):
             self.client.log_batch(run_id, metrics=items[i : i + 500])
 
