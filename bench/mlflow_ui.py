@@ -11,6 +11,8 @@ no browser download) and saves in ``bench/results/mlflow_ui/``:
 - ``runs_default.png``: the address the sweep prints at its end (model-training mode), columns as MLflow picks them;
 - ``runs_view.png``: the same table with the documented default view (docs/sweeps.md, "Reading a sweep in MLflow":
   `VIEW_COLUMNS`), set the way the UI's column picker stores it, the sweep's parent run expanded;
+- ``runs_languages.png``: one task's finished runs, FT and DPT side by side, with ``test/<lang>/main`` per
+  language and ``test/others/main``, sorted by the latter (a search filter and a sort, as a user sets them);
 - ``parent.png``: the sweep's parent run (the second address the sweep prints);
 - ``compare.png``: the compare view of the sweep's finished FT and DPT runs of one task (parallel coordinates,
   params and metrics side by side).
@@ -136,13 +138,29 @@ def shoot(base: str, exp_id: str, parent, children: list) -> dict:
         page.wait_for_timeout(4000)
         page.screenshot(path=str(OUT / "runs_view.png"))
 
+        # per-language columns of one task, FT and DPT side by side, sorted by the mean of the other languages
+        done = [r for r in children if r.data.tags.get("xtuner.status") == "done"]
+        task = sorted({r.data.params.get("task") for r in done})[0]
+        langs = sorted({k.split("/")[1] for r in done for k in r.data.metrics if k.startswith("test/")
+                        and k.endswith("/main")} - {"avg", "others", "gap"})  # fmt: skip
+        columns = [("params", "method"), ("params", "lr"), ("params", "psl"),
+                   *(("metrics", f"test/{lang}/main") for lang in langs), ("metrics", "test/others/main")]  # fmt: skip
+        filt = f"params.task = '{task}' and tags.`xtuner.status` = 'done'"
+        view = view_state(stored, exp_id, parent.info.run_id, columns, search=filt,
+                          order="metrics.`test/others/main`")  # fmt: skip
+        page = new_page(browser, view)
+        page.goto(runs_url)
+        page.get_by_text("test/others/main").first.wait_for(timeout=60000)
+        page.wait_for_timeout(4000)
+        page.screenshot(path=str(OUT / "runs_languages.png"))
+        seen["languages_view"] = {"task": task, "filter": filt, "languages": langs}
+
         page.goto(parent_url)
-        page.wait_for_timeout(6000)
+        page.get_by_text("xtuner.sweep", exact=False).first.wait_for(timeout=90000)  # its tags have loaded
+        page.wait_for_timeout(3000)
         page.screenshot(path=str(OUT / "parent.png"))
         seen["parent_landed_on"] = page.url
 
-        done = [r for r in children if r.data.tags.get("xtuner.status") == "done"]
-        task = sorted({r.data.params.get("task") for r in done})[0]
         ids = [r.info.run_id for r in done if r.data.params.get("task") == task]
         compare = (
             f"{base}/#/compare-runs?runs={json.dumps(ids)}&experiments={json.dumps([exp_id])}&{WORKFLOW}"
@@ -169,7 +187,8 @@ def new_page(browser, storage: dict[str, str]):
     return context.new_page()
 
 
-def view_state(stored: dict[str, str], exp_id: str, parent_id: str) -> dict[str, str]:
+def view_state(stored: dict[str, str], exp_id: str, parent_id: str, columns=VIEW_COLUMNS, *, search: str = "",
+               order: str | None = None) -> dict[str, str]:  # fmt: skip
     """The runs table's stored UI state (the entry the column picker writes) with `VIEW_COLUMNS` selected and the
     sweep's parent run expanded; {} when the UI stored none (then the default view stays)."""
     for key, value in stored.items():
@@ -179,8 +198,11 @@ def view_state(stored: dict[str, str], exp_id: str, parent_id: str) -> dict[str,
         holder = _find(data)
         if holder is None:
             continue
-        holder["selectedColumns"] = [f"{kind}.`{name}`" for kind, name in VIEW_COLUMNS]
+        holder["selectedColumns"] = [f"{kind}.`{name}`" for kind, name in columns]
         holder["runsExpanded"] = {parent_id: True}
+        holder["searchFilter"] = search
+        if order:
+            holder["orderByKey"], holder["orderByAsc"] = order, False
         return {key: json.dumps(data)}
     return {}
 

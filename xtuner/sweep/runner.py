@@ -231,7 +231,7 @@ def mlflow_hint(state: SweepState) -> list[str]:
     command, links = ui_links(uri, state.experiment_id, state.parent_run_id)
     lines = [f"MLflow: {command}" if command else f"MLflow: {uri}"]
     if links:  # each address on its own line, within 100 columns for the default UI address
-        lines.append("  the runs table, then this sweep's parent run (model-training mode):")
+        lines.append("  the runs table (model-training mode), then this sweep's parent run:")
         lines += [f"  {link}" for link in links]
     return lines
 
