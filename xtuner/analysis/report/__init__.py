@@ -146,3 +146,19 @@ def log_to_parents(report: Report, out: Path) -> list[str]:
             client.log_artifacts(run_id, str(out), ARTIFACT_DIR)
             done.append(run_id)
     return done
+
+
+def log_sweep_report(sweep: str, tracking_uri: str, experiment: str | None = None) -> list[str]:
+    """At the end of a sweep: its report (plots, HTML, md, csv, json) logged under ``report/`` of its parent run."""
+    import shutil
+    import tempfile
+
+    from xtuner.analysis.report.render import FORMATS, write
+
+    rep = report([sweep], experiment=experiment, tracking_uri=tracking_uri)
+    tmp = Path(tempfile.mkdtemp(prefix="xtuner-report-"))
+    try:
+        write(rep, tmp, list(FORMATS))
+        return log_to_parents(rep, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

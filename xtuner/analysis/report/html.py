@@ -4,6 +4,7 @@ files, scripts or fonts, so it can be opened, mailed or attached to an MLflow ru
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,10 @@ td:first-child{text-align:left;font-weight:500}
 tr.ref td{font-style:italic;color:#57606a;background:#fafbfc}
 td.sig{font-weight:700;color:#0a5d2c}
 ul.notes{margin:.2em 0 1em;padding-left:1.2em;color:#57606a;font-size:.85em}
-.plots{display:flex;flex-wrap:wrap;gap:1em}.plots img{max-width:100%;border:1px solid #eaeef2}
+.plots{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.plots img{max-width:calc(50% - 1em);border:1px solid #eaeef2}
+.tables{display:flex;flex-wrap:wrap;gap:0 2em;align-items:flex-start}
+td.text{text-align:left}
 .meta{color:#57606a;font-size:.9em}.summary{font-weight:600}
 """
 
@@ -37,12 +41,19 @@ def _table(t: Table) -> str:
         cls = ' class="ref"' if i >= len(t.rows) - t.reference_rows else ""
         cells = []
         for c in row:
-            sig = ' class="sig"' if c.endswith("*") and len(c) > 1 else ""
-            cells.append(f"<td{sig}>{escape(c)}</td>")
+            cls = "sig" if c.endswith("*") and len(c) > 1 else "" if _numeric(c) else "text"
+            cells.append(f'<td class="{cls}">{escape(c)}</td>' if cls else f"<td>{escape(c)}</td>")
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     notes = "".join(f"<li>{escape(n)}</li>" for n in t.notes)
-    return (f'<table id="{escape(t.key)}"><caption>{escape(t.title)}</caption><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>" + (f'<ul class="notes">{notes}</ul>' if notes else ""))  # fmt: skip
+    return (f'<div class="table"><table id="{escape(t.key)}"><caption>{escape(t.title)}</caption><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>" + (f'<ul class="notes">{notes}</ul>' if notes else "") + "</div>")  # fmt: skip
+
+
+NUMBER = re.compile(r"^[+<-]?\d[\d.]*( ± [\d.]+)?( \(\d+\))?\*?$")
+
+
+def _numeric(cell: str) -> bool:
+    return cell in ("", "-", "*") or bool(NUMBER.match(cell))
 
 
 def _img(name: str, png: bytes) -> str:
@@ -57,7 +68,8 @@ def page(report: Report) -> str:
     if lines:
         parts.append('<ul class="summary">' + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>")
     parts.append("<h2>Table 1</h2>")
-    parts += [_table(t) for t in report.tables if t.key.startswith("table1")]
+    parts.append('<div class="tables">' + "".join(_table(t) for t in report.tables if t.key.startswith("table1"))
+                 + "</div>")  # fmt: skip
     if "gap.png" in report.plots:
         parts.append('<div class="plots">' + _img("gap.png", report.plots["gap.png"]) + "</div>")
     for task in report.tasks:

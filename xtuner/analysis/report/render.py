@@ -34,8 +34,10 @@ def parse_formats(value: str | None) -> list[str]:
 
 def _numeric(t: Table, i: int) -> bool:
     """A column of numbers (right-aligned): every non-empty cell starts like a number."""
+    from xtuner.analysis.report.html import NUMBER
+
     cells = [row[i] for row in t.rows if i < len(row) and row[i] not in ("", "-", "*")]
-    return bool(cells) and all(c.lstrip("+-<")[:1].isdigit() for c in cells)
+    return bool(cells) and all(NUMBER.match(c) for c in cells)
 
 
 def md_table(t: Table) -> str:
