@@ -220,7 +220,27 @@ def _finish(events: SweepEvents, console: Console | None, quiet: bool) -> SweepS
             ui = f"open {uri}" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
             console.print(f"per-language results in MLflow ({uri}): {ui}")
         console.print(f"trial table: xtuner sweep status {state.name}")
+    _log_report(events, state, quiet)
     return state
+
+
+def _log_report(events: SweepEvents, state: SweepState, quiet: bool) -> None:
+    """A finished, fully tracked sweep logs its report (`xtuner report`: plots, HTML, tables) into its parent run;
+    a failure here is one warning line, never a failed sweep."""
+    if not (state.finished and events.tracking_uri and state.parent_run_id) or state.pending():
+        return
+    try:
+        from xtuner.analysis.report import log_sweep_report
+
+        log_sweep_report(state.name, events.tracking_uri, events.plan.spec.experiment)
+    except Exception as e:  # noqa: BLE001 - the report is an extra: the sweep's results are already in MLflow
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        print(redact_text(f"warning: the sweep's report was not logged to MLflow ({type(e).__name__}: {first}); "
+                          f"make it with: xtuner report {state.name}"), file=sys.stderr, flush=True)  # fmt: skip
+        return
+    if not quiet:
+        print(f"report (plots, report.html) logged under report/ of the sweep's parent run; tables: xtuner report "
+              f"{state.name}")  # fmt: skip
 
 
 def sweep_status(name_or_path: str, storage: str | None = None, console: Console | None = None) -> SweepState:
