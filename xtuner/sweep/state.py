@@ -62,6 +62,8 @@ class TrialRecord:
     failures: int = 0  # worker deaths / crashes that Tune retried from the last checkpoint (max_failures)
     weights: str | None = None  # where the trial kept its weights (spec keep_weights), or None
     checkpoints: int = 0  # checkpoints Tune registered for the trial (a retry resumes from the last one)
+    start_time: float | None = None  # when it (last) started and when it ended, seconds since the epoch
+    end_time: float | None = None
 
     @property
     def best_dev(self) -> float | None:

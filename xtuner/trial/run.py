@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from xtuner.errors import XtunerError
+from xtuner.progress import Progress, progress_of, step_callback
 from xtuner.trial.after import keep_weights, representation_metrics
 from xtuner.trial.config import Reporter, TrialConfig
 
@@ -73,6 +74,8 @@ def quiet_libraries() -> None:
 
 def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     reporter = reporter or NullReporter()
+    progress = progress_of(reporter)  # what the trial is doing, for a person watching (`xtuner trial`)
+    progress.stage("checking the task, model and method settings")
     quiet_libraries()
     if os.environ.get("XTUNER_NUM_THREADS"):  # e.g. 1 on a busy laptop; Ray sets OMP_NUM_THREADS per trial
         import torch
@@ -83,7 +86,8 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
         from xtuner.trial.retrieval import run_retrieval_trial
 
         return run_retrieval_trial(setup, reporter)
-    data = prepare_data(setup)
+    data = prepare_data(setup, progress)
+    progress.stage(f"building the {setup.cfg.method} model from {setup.cfg.model}")
     built = build(setup)
     out_dir, own_dir = _output_dir(setup.cfg)
     try:
@@ -91,7 +95,7 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
         history = train(setup, data, built, reporter, out_dir)
         kept = keep_weights(setup, built)  # the model the trial tests (the best, or the last with selection last)
         t1 = time.time()
-        test = evaluate(setup, data, built.model)
+        test = evaluate(setup, data, built.model, progress)
         analysis = representation_metrics(setup, built)
         t2 = time.time()
     finally:
@@ -144,7 +148,7 @@ class TrialData:
     prep_seconds: float
 
 
-def prepare_data(setup: Setup) -> TrialData:
+def prepare_data(setup: Setup, progress: Progress | None = None) -> TrialData:
     from xtuner.data.cache import cached_prepare, cached_tokenize
     from xtuner.data.preprocess import select_model_columns
     from xtuner.tasks import LoadContext
@@ -179,15 +183,21 @@ def prepare_data(setup: Setup) -> TrialData:
         return raw, feats
 
     src = task.source_lang
+    progress = progress or progress_of(None)
+    progress.start("data", 2 + len(setup.languages), "loading + tokenising splits (cached)")
     _, train_feats = load("train", src, True, cfg.max_train_examples)
+    progress.advance("data", 1, f"train/{src}")
     dev_raw, dev_feats = load(cfg.dev_split, src, False, cfg.max_eval_examples)
+    progress.advance("data", 2, f"{cfg.dev_split}/{src}")
     test = {}
-    for lang in setup.languages:  # eval_split "validation": the dev sets; English is then the selection set
+    for i, lang in enumerate(setup.languages, 3):  # eval_split "validation": the dev sets; English is the selection set
         if cfg.eval_split == "validation" and lang == src and cfg.dev_split == "validation":
             raw, feats = dev_raw, dev_feats
         else:
             raw, feats = load(cfg.eval_split, lang, False, cfg.max_eval_examples)
         test[lang] = EvalSplit(lang, raw, feats)
+        progress.advance("data", i, f"{cfg.eval_split}/{lang}")
+    progress.finish("data")
     return TrialData(
         train=select_model_columns(task, train_feats, True),
         dev=EvalSplit(src, dev_raw, dev_feats),
@@ -236,6 +246,7 @@ def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Pat
     from xtuner.trial.trainer import make_trainer, restore_checkpoint
 
     trainer, history = make_trainer(setup, data, built, reporter, out_dir)
+    trainer.add_callback(step_callback(progress_of(reporter)))  # steps and ETA for `xtuner trial`
     resume = reporter.resume_from()
     if resume:  # continue where the checkpoint left off, with its dev history and its best model
         try:
@@ -248,8 +259,15 @@ def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Pat
 
 
 # ------------------------------------------------------------------------------------------------ 5. evaluate
-def evaluate(setup: Setup, data: TrialData, model) -> dict[str, dict[str, float]]:
-    return {lang: score(setup, model, split) for lang, split in sorted(data.test.items())}
+def evaluate(setup: Setup, data: TrialData, model, progress: Progress | None = None) -> dict[str, dict[str, float]]:
+    progress = progress or progress_of(None)
+    progress.start("test", len(data.test), f"zero-shot {setup.cfg.eval_split}, per language")
+    out = {}
+    for i, (lang, split) in enumerate(sorted(data.test.items()), 1):
+        out[lang] = score(setup, model, split)
+        progress.advance("test", i, f"{lang} {setup.task.main_metric} {out[lang].get(setup.task.main_metric, 0):.1f}")
+    progress.finish("test")
+    return out
 
 
 def score(setup: Setup, model, split) -> dict[str, float]:
