@@ -37,6 +37,7 @@ from xtuner.sweep.state import (
     SweepState,
     exists,
     find_sweep_dir,
+    is_remote,
     join,
     parent,
     sweep_folder,
@@ -74,13 +75,30 @@ def check_sweep(plan: SweepPlan) -> tuple[str, str, str | None]:
 
 def claim_folder(sweep_dir: str, name: str, overwrite: bool) -> None:
     """Under the driver lock: refuse an existing sweep of that name unless `overwrite` (which empties the folder)."""
-    if exists(join(sweep_dir, STATE_FILE)) or exists(join(sweep_dir, "tuner.pkl")):
+    if sweep_exists(sweep_dir):
         if not overwrite:
-            raise XtunerError(
-                f"sweep {name!r} already exists in {str(sweep_dir)!r}: resume it with `xtuner sweep resume "
-                f"{sweep_dir}`, pick another name (--set name=...), or start over with --overwrite"
-            )
+            raise name_in_use(sweep_dir, name)
         remove_contents(sweep_dir)
+
+
+def sweep_exists(sweep_dir: str) -> bool:
+    return exists(join(sweep_dir, STATE_FILE)) or exists(join(sweep_dir, "tuner.pkl"))
+
+
+def name_in_use(sweep_dir: str, name: str) -> XtunerError:
+    return XtunerError(f"sweep {name!r} already exists in {str(sweep_dir)!r}: resume it with `xtuner sweep resume "
+                       f"{sweep_dir}`, pick another name (--set name=...), or start over with --overwrite")  # fmt: skip
+
+
+def check_dry_run(plan: SweepPlan, overwrite: bool) -> None:
+    """What a dry run can check without writing or connecting anywhere: the sweep name is free in a local storage
+    folder (the real run's error), unless --overwrite."""
+    storage = plan.spec.storage
+    if overwrite or is_remote(storage):
+        return
+    sweep_dir = sweep_folder(storage, plan.spec.name)
+    if sweep_exists(sweep_dir):
+        raise name_in_use(sweep_dir, plan.spec.name)
 
 
 def preflight(plan: SweepPlan, *, overwrite: bool = False) -> tuple[str, str | None]:

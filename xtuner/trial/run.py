@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from xtuner.errors import XtunerError
+from xtuner.progress import Progress, progress_of, step_callback
 from xtuner.trial.after import keep_weights, representation_metrics
 from xtuner.trial.config import Reporter, TrialConfig
 
@@ -77,6 +78,8 @@ def quiet_libraries() -> None:
 
 def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     reporter = reporter or NullReporter()
+    progress = progress_of(reporter)  # what the trial is doing, for a person watching (`xtuner trial`)
+    progress.stage("checking the task, model and method settings")
     quiet_libraries()
     if os.environ.get("XTUNER_NUM_THREADS"):  # e.g. 1 on a busy laptop; Ray sets OMP_NUM_THREADS per trial
         import torch
@@ -87,7 +90,8 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
         from xtuner.trial.retrieval import run_retrieval_trial
 
         return run_retrieval_trial(setup, reporter)
-    data = prepare_data(setup)
+    data = prepare_data(setup, progress)
+    progress.stage(f"building the {setup.cfg.method} model from {setup.cfg.model}")
     built = build(setup)
     out_dir, own_dir = _output_dir(setup.cfg)
     try:
@@ -95,7 +99,7 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
         history, losses = train(setup, data, built, reporter, out_dir)
         kept = keep_weights(setup, built)  # the model the trial tests (the best, or the last with selection last)
         t1 = time.time()
-        test, predictions = evaluate(setup, data, built.model)
+        test, predictions = evaluate(setup, data, built.model, progress)
         written = _save_predictions(setup, predictions)
         analysis = representation_metrics(setup, built)
         t2 = time.time()
@@ -154,7 +158,7 @@ class TrialData:
     prep_seconds: float
 
 
-def prepare_data(setup: Setup) -> TrialData:
+def prepare_data(setup: Setup, progress: Progress | None = None) -> TrialData:
     from xtuner.data.cache import cached_prepare, cached_tokenize
     from xtuner.data.preprocess import select_model_columns
     from xtuner.tasks import LoadContext
@@ -189,15 +193,21 @@ def prepare_data(setup: Setup) -> TrialData:
         return raw, feats
 
     src = task.source_lang
+    progress = progress or progress_of(None)
+    progress.start("data", 2 + len(setup.languages), "loading + tokenising splits (cached)")
     _, train_feats = load("train", src, True, cfg.max_train_examples)
+    progress.advance("data", 1, f"train/{src}")
     dev_raw, dev_feats = load(cfg.dev_split, src, False, cfg.max_eval_examples)
+    progress.advance("data", 2, f"{cfg.dev_split}/{src}")
     test = {}
-    for lang in setup.languages:  # eval_split "validation": the dev sets; English is then the selection set
+    for i, lang in enumerate(setup.languages, 3):  # eval_split "validation": the dev sets; English is the selection set
         if cfg.eval_split == "validation" and lang == src and cfg.dev_split == "validation":
             raw, feats = dev_raw, dev_feats
         else:
             raw, feats = load(cfg.eval_split, lang, False, cfg.max_eval_examples)
         test[lang] = EvalSplit(lang, raw, feats)
+        progress.advance("data", i, f"{cfg.eval_split}/{lang}")
+    progress.finish("data")
     return TrialData(
         train=select_model_columns(task, train_feats, True),
         dev=EvalSplit(src, dev_raw, dev_feats),
@@ -247,6 +257,7 @@ def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Pat
     from xtuner.trial.trainer import make_trainer, restore_checkpoint
 
     trainer, history = make_trainer(setup, data, built, reporter, out_dir)
+    trainer.add_callback(step_callback(progress_of(reporter)))  # steps and ETA for `xtuner trial`
     resume = reporter.resume_from()
     if resume:  # continue where the checkpoint left off, with its dev history and its best model
         try:
@@ -259,14 +270,21 @@ def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Pat
 
 
 # ------------------------------------------------------------------------------------------------ 5. evaluate
-def evaluate(setup: Setup, data: TrialData, model) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+def evaluate(
+    setup: Setup, data: TrialData, model, progress: Progress | None = None
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Per language: the metrics, and the `Predictions` they were computed from."""
     from xtuner.trial.evaluate import metrics_of
 
+    progress = progress or progress_of(None)
+    progress.start("test", len(data.test), f"zero-shot {setup.cfg.eval_split}, per language")
     test, predictions = {}, {}
-    for lang, split in sorted(data.test.items()):
+    for i, (lang, split) in enumerate(sorted(data.test.items()), 1):
         predictions[lang] = predict(setup, model, split)
         test[lang] = metrics_of(setup.task, predictions[lang], lang)
+        main = test[lang].get(setup.task.main_metric, 0)
+        progress.advance("test", i, f"{lang} {setup.task.main_metric} {main:.1f}")
+    progress.finish("test")
     return test, predictions
 
 
