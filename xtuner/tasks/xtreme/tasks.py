@@ -158,6 +158,7 @@ def _task(
     markers: tuple[str, ...],
     description: str,
     dev_splits: tuple[str, ...] = ("validation",),
+    train_languages: tuple[str, ...] = (),
 ) -> Task:
     loader = XtremeLoader(
         name, family, features, labels, hub, files, reader, tuple(reader_kwargs.items()), markers
@@ -179,6 +180,7 @@ def _task(
             description=description,
             data_key=loader.data_key,
             dev_splits=dev_splits,
+            train_languages=train_languages,
         )
     )
 
@@ -192,13 +194,14 @@ XNLI = _task(
     {"columns": ("premise", "hypothesis"), "labels": NLI_LABELS, "with_id": False}, ("xnli",),
     "XNLI: natural language inference, trained on MultiNLI English, tested in 15 languages; dev splits: "
     "validation (XNLI en dev) or mnli_matched (MNLI validation_matched, as salesforce/MPT).",
-    dev_splits=("validation", layout.MNLI_MATCHED),
+    dev_splits=("validation", layout.MNLI_MATCHED), train_languages=tuple(XNLI_LANGS),
 )  # fmt: skip
 PAWSX = _task(
     "pawsx", "pawsx", _SEQ, PAWSX_LANGS, PAWSX_FEATURES, PAWSX_LABELS, accuracy, "accuracy",
     ("sentence1", "sentence2"), "label", layout.pawsx_hub, layout.tsv_files("pawsx", _TRAIN_EN), "pairs",
     {"columns": ("sentence1", "sentence2"), "labels": PAWSX_LABELS, "with_id": True}, ("pawsx",),
     "PAWS-X: paraphrase identification, trained on PAWS English, tested in 7 languages.",
+    train_languages=tuple(PAWSX_LANGS),
 )  # fmt: skip
 UDPOS = _task(
     "udpos", "udpos", _TOK, UDPOS_LANGS, UDPOS_FEATURES, UPOS_TAGS, seqeval_f1, "f1", ("tokens",), "pos_tags",
@@ -211,6 +214,7 @@ PANX = _task(
     layout.panx_hub, layout.tsv_files("panx", ""), "tags",
     {"tag_column": "ner_tags", "labels": PANX_TAGS, "with_langs": True}, ("panx",),
     "PAN-X (WikiANN): named entity recognition (PER/ORG/LOC, IOB2), entity F1, 40 languages.",
+    train_languages=tuple(PANX_LANGS),
 )  # fmt: skip
 XQUAD = _task(
     "xquad", "qa", _QA, XQUAD_LANGS, QA_FEATURES, (), squad_v1, "f1", ("question", "context"), None,
@@ -227,4 +231,5 @@ TYDIQA = _task(
     layout.tydiqa_hub, layout.tydiqa_files, "squad", {}, ("tydiqa", "squad"),
     "TyDiQA-GoldP: extractive QA, trained on the English GoldP train set, selected on SQuAD v1.1 dev, tested on "
     "the GoldP dev sets.",
+    train_languages=tuple(TYDIQA_LANGS),
 )  # fmt: skip
