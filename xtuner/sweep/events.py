@@ -284,6 +284,8 @@ class SweepEvents:
             }
             if isinstance(result.get("weights_dir"), str):  # run_trial kept the weights there
                 rec.weights = result["weights_dir"]
+            if isinstance(result.get("intermediate_key"), str):  # its stage 1 (xtuner/intermediate)
+                rec.intermediate_key = result["intermediate_key"]
         else:
             rec.state = "pruned"
         self._finish(rec)
@@ -391,5 +393,5 @@ def _finish_child(writer: MlflowWriter, final: TrialRecord, live: TrialRecord) -
 
 
 def _is_final_key(key: str) -> bool:
-    return key.startswith(("test/", "dev/", "analysis/")) and key != "dev/en/main" or key in (
+    return key.startswith(("test/", "dev/", "analysis/", "stage1/")) and key != "dev/en/main" or key in (
         "trainable_params", "total_params", "train_seconds", "eval_seconds")  # fmt: skip

@@ -147,6 +147,8 @@ class MlflowWriter:
             tags["xtuner.failures"] = str(rec.failures)
         if rec.weights:
             tags["xtuner.weights"] = rec.weights
+        if rec.intermediate_key:
+            tags["xtuner.intermediate.key"] = rec.intermediate_key
         self._set_tags(run_id, tags)
         self.client.set_terminated(run_id, RUN_STATUS[rec.state])
         rec.tracked = True

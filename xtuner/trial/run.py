@@ -2,6 +2,8 @@
 
 Reads top-down:
 1. `setup`: validate the flat config, resolve task, model and method settings (all errors before training).
+   With an ``intermediate_variant`` other than none, stage 1 (`xtuner.intermediate.stage1`) runs or is reused
+   first, and its encoder is the backbone from then on; its metrics (``stage1/...``) join the final ones.
 2. `prepare_data`: English train + dev and every target language's test split, tokenised through the on-disk
    cache (keyed by tokenizer, task, language, split, max length), so later trials skip tokenisation.
 3. `build_model`: the method wraps the backbone (xtuner.methods).
@@ -79,6 +81,12 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
 
         torch.set_num_threads(int(os.environ["XTUNER_NUM_THREADS"]))
     setup = setup_trial(config)
+    stage1 = None
+    if setup.cfg.intermediate_variant != "none":  # stage 1 (xtuner/intermediate): the backbone is its encoder
+        from xtuner.intermediate.stage1 import run_stage1
+
+        stage1 = run_stage1(setup)
+        setup.model_path = stage1.encoder
     if setup.task.head == "retrieval":  # no training: the encoder is evaluated (xtuner/trial/retrieval.py)
         from xtuner.trial.retrieval import run_retrieval_trial
 
@@ -100,7 +108,11 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
     result = summarize(setup, test, built, history, train_seconds=t1 - t0, eval_seconds=t2 - t1)
     result["metrics"].update(analysis)
     result["weights"] = kept
-    reporter.report({**result["metrics"], **({"weights_dir": kept} if kept else {}), "done": 1.0}, None)
+    extra = {"weights_dir": kept} if kept else {}
+    if stage1 is not None:
+        result["metrics"].update(stage1.metrics)
+        result["intermediate_key"] = extra["intermediate_key"] = stage1.key
+    reporter.report({**result["metrics"], **extra, "done": 1.0}, None)
     return result
 
 
@@ -144,7 +156,7 @@ class TrialData:
     prep_seconds: float
 
 
-def prepare_data(setup: Setup) -> TrialData:
+def prepare_data(setup: Setup, with_train: bool = True) -> TrialData:
     from xtuner.data.cache import cached_prepare, cached_tokenize
     from xtuner.data.preprocess import select_model_columns
     from xtuner.tasks import LoadContext
@@ -179,7 +191,7 @@ def prepare_data(setup: Setup) -> TrialData:
         return raw, feats
 
     src = task.source_lang
-    _, train_feats = load("train", src, True, cfg.max_train_examples)
+    train_feats = load("train", src, True, cfg.max_train_examples)[1] if with_train else None
     dev_raw, dev_feats = load(cfg.dev_split, src, False, cfg.max_eval_examples)
     test = {}
     for lang in setup.languages:  # eval_split "validation": the dev sets; English is then the selection set
@@ -189,7 +201,7 @@ def prepare_data(setup: Setup) -> TrialData:
             raw, feats = load(cfg.eval_split, lang, False, cfg.max_eval_examples)
         test[lang] = EvalSplit(lang, raw, feats)
     return TrialData(
-        train=select_model_columns(task, train_feats, True),
+        train=select_model_columns(task, train_feats, True) if with_train else None,
         dev=EvalSplit(src, dev_raw, dev_feats),
         dev_model=select_model_columns(task, dev_feats, False),
         test=test,

@@ -1,0 +1,58 @@
+"""A sweep with an intermediate variant axis on the real components (local Ray, a real `mlflow server`, the tiny
+encoder, the synthetic tasks): every trial's run shows its variant, the stage-2 results and, with a stage 1, the
+stage-1 metrics and key; one stage 1 per distinct key, kept in the storage's ``_intermediate/`` folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from xtuner.sweep.runner import load_plan, run_sweep
+
+pytestmark = pytest.mark.slow
+
+TINY = {"max_train_examples": 64, "max_eval_examples": 32, "max_seq_length": 32, "batch_size": 16,
+        "eval_batch_size": 32, "languages": ["en", "s1", "s2"]}  # fmt: skip
+
+
+def test_sweep_runs_each_stage1_once_and_logs_both_stages(
+    ray_cluster, mlflow_server, tiny_model, tmp_path: Path
+) -> None:
+    raw = {
+        "name": "xst", "model": tiny_model, "epochs": 1, "max_concurrent": 2, "trial": dict(TINY),
+        "tasks": {"synth-pawsx": {"intermediate": {
+            "variant": ["none", "en", "multi"], "task": "synth-xnli", "languages": ["en", "s1"], "lr": 1.0e-4,
+            "epochs": 1, "max_train_examples": 64, "max_seq_length": 32, "batch_size": 16}}},
+        "methods": {"finetune": {"lr": [3.0e-4, 1.0e-3]}},
+        "tracking": {"uri": mlflow_server, "experiment": "test-xst"}, "storage": str(tmp_path / "results"),
+    }  # fmt: skip
+    state = run_sweep(load_plan(raw))
+    assert state.finished and [r.state for r in state.trials.values()] == ["done"] * 6
+    client = MlflowClient(mlflow_server)
+    exp = client.get_run(state.parent_run_id).info.experiment_id
+    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{state.parent_run_id}'")
+    by_variant: dict[str, list] = {}
+    for run in runs:
+        by_variant.setdefault(run.data.params["intermediate_variant"], []).append(run)
+        assert '"task": "synth-xnli"' in run.data.params["intermediate"]
+        assert {"test/en/accuracy", "test/s1/accuracy", "test/avg/accuracy"} <= set(run.data.metrics)
+    assert sorted(by_variant) == ["en", "multi", "none"] and all(len(v) == 2 for v in by_variant.values())
+    assert not any(k.startswith("stage1/") for r in by_variant["none"] for k in r.data.metrics)
+    assert not any("xtuner.intermediate.key" in r.data.tags for r in by_variant["none"])
+    keys = set()
+    for variant in ("en", "multi"):
+        pair = by_variant[variant]
+        key = {r.data.tags["xtuner.intermediate.key"] for r in pair}
+        assert len(key) == 1  # both learning rates start from one stage 1 ...
+        assert sorted(r.data.metrics["stage1/reused"] for r in pair) == [0.0, 1.0]  # ... trained once
+        for r in pair:
+            m = r.data.metrics
+            assert (
+                0 <= m["stage1/dev/en/main"] <= 100 and m["stage1/seconds"] > 0 and m["stage1/examples"] == 64
+            )
+        keys |= key
+    assert by_variant["multi"][0].data.metrics["stage1/examples/s1"] == 32  # match_en: 64 split over en, s1
+    stored = sorted(p.name for p in (tmp_path / "results" / "_intermediate").iterdir() if p.is_dir())
+    assert stored == sorted(keys)
