@@ -83,7 +83,9 @@ class XtremeLoader:
         root = Path(ctx.data_dir)
         if source == "xtreme":
             part = self.files(split, lang, root)
-            if part.reader:  # a file in another format (GLUE's MNLI dev set for xnli)
+            if part.reader == "translated_pairs":  # XTREME's translations: the task's columns and labels
+                return part, part.reader, dict(self.reader_kwargs)
+            if part.reader:  # a file in another format (GLUE's MNLI dev set for xnli, translated SQuAD)
                 return part, part.reader, {}
             kwargs = dict(self.reader_kwargs)
             if self.reader == "tags":
@@ -135,9 +137,18 @@ class XtremeLoader:
         else:
             hub = self.hub(split, lang, ctx.options.get("hub_repo"))
             ds, where = fetch_hub(hub, ctx), hub.describe()
+        if split == "train" and self.family == "pawsx" and lang != "en":
+            ds = drop_unlabelled(ds)  # PAWS-X's translated train sets mark some pairs -1
         return normalise(
             ds, family=self.family, features=self.features, labels=self.labels, lang=lang, where=where
         )
+
+
+def drop_unlabelled(ds: Dataset) -> Dataset:
+    """The rows whose label is not -1 (an int, or the string "-1")."""
+    if "label" not in ds.column_names:
+        return ds
+    return ds.filter(lambda b: [str(v).strip() != "-1" for v in b["label"]], batched=True)
 
 
 def _task(
@@ -198,7 +209,7 @@ XNLI = _task(
 )  # fmt: skip
 PAWSX = _task(
     "pawsx", "pawsx", _SEQ, PAWSX_LANGS, PAWSX_FEATURES, PAWSX_LABELS, accuracy, "accuracy",
-    ("sentence1", "sentence2"), "label", layout.pawsx_hub, layout.tsv_files("pawsx", _TRAIN_EN), "pairs",
+    ("sentence1", "sentence2"), "label", layout.pawsx_hub, layout.tsv_files("pawsx", _TRAIN_EN, "PAWSX"), "pairs",
     {"columns": ("sentence1", "sentence2"), "labels": PAWSX_LABELS, "with_id": True}, ("pawsx",),
     "PAWS-X: paraphrase identification, trained on PAWS English, tested in 7 languages.",
     train_languages=tuple(PAWSX_LANGS),
@@ -220,11 +231,13 @@ XQUAD = _task(
     "xquad", "qa", _QA, XQUAD_LANGS, QA_FEATURES, (), squad_v1, "f1", ("question", "context"), None,
     layout.xquad_hub, layout.xquad_files, "squad", {}, ("xquad", "squad"),
     "XQuAD: extractive QA, trained on SQuAD v1.1, tested on the 11 XQuAD languages (SQuAD v1.1 metric).",
+    train_languages=tuple(XQUAD_LANGS),  # non-English: XTREME's translated SQuAD in an XTREME download folder
 )  # fmt: skip
 MLQA = _task(
     "mlqa", "qa", _QA, MLQA_LANGS, QA_FEATURES, (), mlqa, "f1", ("question", "context"), None,
     layout.mlqa_hub, layout.mlqa_files, "squad", {}, ("mlqa", "squad"),
     "MLQA: extractive QA, trained on SQuAD v1.1, context and question in the same language, official MLQA metric.",
+    train_languages=tuple(MLQA_LANGS),  # non-English: XTREME's translated SQuAD in an XTREME download folder
 )  # fmt: skip
 TYDIQA = _task(
     "tydiqa", "qa", _QA, TYDIQA_LANGS, QA_FEATURES, (), squad_v1, "f1", ("question", "context"), None,
