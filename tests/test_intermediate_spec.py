@@ -62,11 +62,15 @@ def test_random_search_chooses_the_variant() -> None:
         ({"task": "synth-tatoeba"}, ["intermediate.task", "retrieval"]),
         ({"task": "xnli", "languages": ["en", "xx"]}, ["intermediate.languages.1", "unknown language 'xx'"]),
         (
-            {"task": "xquad", "languages": ["en", "de"]},
-            ["intermediate.languages.1", "no train data in 'de'", "languages with train data: en"],
+            {"task": "udpos", "languages": ["en", "de"]},
+            [
+                "intermediate.languages.1",
+                "'udpos' has no train data in 'de'",
+                "languages with train data: en",
+            ],
         ),
         (
-            {"task": "xquad", "languages": None, "variant": "multi"},
+            {"task": "udpos", "languages": None, "variant": "multi"},
             ["intermediate.task", "multi variant needs"],
         ),
         ({"languages": ["en", "s1", "s1"]}, ["intermediate.languages.2", "listed twice"]),
@@ -103,3 +107,37 @@ def test_intermediate_keys_are_not_trial_settings() -> None:
     raw["methods"]["finetune"]["intermediate_dir"] = "/tmp/x"
     with pytest.raises(XtunerError, match=r"methods.finetune.intermediate_dir: .*storage"):
         build_plan(load_spec(raw))
+
+
+def test_estimate_counts_each_stage1_once() -> None:
+    from xtuner.intermediate.estimate import stage1_trials
+    from xtuner.sweep.report import planned_trials
+
+    raw = spec(task="xnli", languages=None)
+    raw.update(model="xlm-roberta-large", seeds=[1, 2])
+    raw["tasks"]["panx"] = {"intermediate": dict(raw["tasks"]["synth-pawsx"]["intermediate"])}
+    trials = planned_trials(build_plan(load_spec(raw)))
+    stage1 = stage1_trials(trials)
+    # 2 targets x 3 methods/lrs x 3 variants x 2 seeds trials, but one stage 1 per (variant != none, seed)
+    assert len(trials) == 2 * 3 * 3 * 2 and len(stage1) == 2 * 2
+    assert (
+        sorted((s["arm"], s["train_examples"]) for s in stage1)
+        == [("stage1-en", 392_702)] * 2 + [("stage1-multi", 392_702)] * 2
+    )  # match_en: the English budget, split over the languages
+
+
+def test_xstilts_spec_dry_run_estimates_stage1_once() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "xtuner", "sweep", "run", "sweeps/xstilts.yaml", "--dry-run"],
+                          capture_output=True, text=True, timeout=600, cwd=root, env={**__import__("os").environ,
+                          "COLUMNS": "200"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "trials: 66" in out and "GPU-hours" in out
+    for line in ("xnli/stage1-en/xlm-roberta-large: 3 trials", "xnli/stage1-multi/xlm-roberta-large: 3 trials",
+                 "xquad/stage1-en/xlm-roberta-large: 3 trials"):  # fmt: skip
+        assert line in out, out[-3000:]

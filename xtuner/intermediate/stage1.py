@@ -51,22 +51,27 @@ def _model_identity(model: str, model_path: str) -> str:
     return f"{model}|dir={path_fingerprint(folder)}" if folder.is_dir() else f"{model}|hub"
 
 
-def stage1_key(
-    cfg: Any, task: Any, languages: list[str], ctx: LoadContext, model_path: str
-) -> tuple[str, dict]:
-    """(key, the parts it digests); see the module doc."""
-    inter = cfg.intermediate
-    variant = cfg.intermediate_variant
+def stage1_settings(variant: str, inter: Any) -> dict[str, Any]:
+    """The stage-1 settings that determine its result for `variant` (``en`` ignores budget and noise)."""
     settings = inter.model_dump(exclude={"languages", "task"})
     if variant == "en":
         for k in ("budget", "noise"):
             settings.pop(k)
+    return settings
+
+
+def stage1_key(
+    cfg: Any, task: Any, languages: list[str], ctx: LoadContext, model_path: str
+) -> tuple[str, dict]:
+    """(key, the parts it digests); see the module doc."""
+    variant = cfg.intermediate_variant
     data = {f"{split}/{lang}": task.raw_data_key(split, lang, ctx) or f"hub:{task.name}:{split}:{lang}"
             for split, lang in [("train", lang) for lang in languages] + [("validation", task.source_lang)]}  # fmt: skip
     parts = {
         "format": FORMAT, "model": _model_identity(cfg.model, model_path), "task": task.name, "variant": variant,
-        "languages": languages, "settings": settings, "seed": cfg.seed, "precision": cfg.precision,
-        "max_eval_examples": cfg.max_eval_examples, "trust_remote_code": cfg.trust_remote_code, "data": data,
+        "languages": languages, "settings": stage1_settings(variant, cfg.intermediate), "seed": cfg.seed,
+        "precision": cfg.precision, "max_eval_examples": cfg.max_eval_examples,
+        "trust_remote_code": cfg.trust_remote_code, "data": data,
     }  # fmt: skip
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
     return f"{task.name}-{variant}-{digest}", parts
