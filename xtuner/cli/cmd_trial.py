@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any trial or method setting"
     )
     p.add_argument("--keep-weights", metavar="DIR", help="keep the best weights in DIR (for xtuner analyze)")
+    p.add_argument("--predictions", metavar="DIR", help="write the per-example test predictions to DIR (one "
+                   "parquet per language; default OUTPUT_DIR/predictions with --set output_dir=...)")  # fmt: skip
     p.add_argument("--representations", type=int, metavar="ROWS",
                    help="measure representation alignment on ROWS parallel train rows at the end (pair tasks)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
@@ -72,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     config.update({k: v for k, v in given.items() if v is not None})
     if args.keep_weights:
         config["weights_dir"] = str(Path(args.keep_weights).expanduser().absolute())
+    if args.predictions:
+        config["predictions_dir"] = str(Path(args.predictions).expanduser().absolute())
     if args.representations:
         config["representation_rows"] = args.representations
     config.update(parse_set(args.set))
@@ -85,9 +89,12 @@ def run(args: argparse.Namespace) -> int:
         keys = ("task", "method", "eval_split", "main_metric", "test", "avg", "gap", "dev", "trainable_params",
                 "total_params", "train_seconds", "eval_seconds")  # fmt: skip
         analysis = {k: v for k, v in result["metrics"].items() if k.startswith("analysis/")}
-        print(json.dumps({**{k: result[k] for k in keys}, "weights": result.get("weights"), "analysis": analysis}))
+        print(json.dumps({**{k: result[k] for k in keys}, "weights": result.get("weights"),
+                          "predictions": result.get("predictions"), "analysis": analysis}))  # fmt: skip
         return 0
     print_result(result)
+    if result.get("predictions"):
+        print(f"per-example predictions in {result['predictions']}", file=sys.stderr)
     return 0
 
 

@@ -151,7 +151,7 @@ def train_stage1(setup: Any, task: Any, langs: list[str], ctx: LoadContext, key:
     out_dir, own = _output_dir(s1.cfg)
     t0 = time.time()
     try:
-        history = train(s1, data, built, NullReporter(), out_dir)
+        history, _ = train(s1, data, built, NullReporter(), out_dir)
     finally:
         if own:
             shutil.rmtree(out_dir, ignore_errors=True)

@@ -38,6 +38,7 @@ MAIN = "dev/en/main"  # every trial reports its task's main en-dev metric under 
 NONFINITE = "xt_nonfinite"  # result key set by the trainable when run_trial raised NonFiniteLossError
 FINAL = "xt_final"  # result key of run_trial's last report (test metrics)
 REPLAY = "xt_replay"  # a finished trial that Tune's (older) experiment state still thought unfinished
+LOSSES = "train/losses"  # run_trial's training losses since its previous report: [[step, loss], ...]
 KEPT = ("done", "pruned", "nonfinite")  # finished states a resume keeps (errors re-run only on request)
 
 
@@ -246,6 +247,8 @@ class SweepEvents:
 
     def _trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         rec = self._rec(trial_id)
+        if rec is not None and REPLAY not in result and trial_id not in self._replaying:
+            self._train_losses(rec, result.get(LOSSES))
         if rec is None or FINAL in result or NONFINITE in result or REPLAY in result:
             return  # the final report is handled at completion
         key = f"dev/en/{rec.main_metric}"
@@ -265,6 +268,20 @@ class SweepEvents:
             writer, result = self.writer, dict(result)
             self._track(lambda: writer.log_dev(rec, result, step), f"log trial {trial_id}'s dev metrics")
         self.save()
+
+    def _train_losses(self, rec: TrialRecord, points: Any) -> None:
+        """Training losses ([step, loss], reported with each dev result): kept in the state, logged as the stepped
+        ``train/loss`` (steps not above the last one kept are repeats after a restart, and skipped)."""
+        if not isinstance(points, list):
+            return
+        last = rec.train_loss[-1][0] if rec.train_loss else -1.0
+        new = [[float(s), float(v)] for s, v in points if float(s) > last]
+        if not new:
+            return
+        rec.train_loss.extend(new)
+        if self.writer:
+            writer = self.writer
+            self._track(lambda: writer.log_losses(rec, new), f"log trial {rec.trial_id}'s training loss")
 
     def trial_complete(self, trial_id: str, result: dict[str, Any] | None) -> None:
         with self.lock:
@@ -286,6 +303,8 @@ class SweepEvents:
                 rec.weights = result["weights_dir"]
             if isinstance(result.get("intermediate_key"), str):  # its stage 1 (xtuner/intermediate)
                 rec.intermediate_key = result["intermediate_key"]
+            if isinstance(result.get("predictions_dir"), str):  # and wrote its per-example predictions there
+                rec.predictions = result["predictions_dir"]
         else:
             rec.state = "pruned"
         self._finish(rec)
@@ -393,5 +412,5 @@ def _finish_child(writer: MlflowWriter, final: TrialRecord, live: TrialRecord) -
 
 
 def _is_final_key(key: str) -> bool:
-    return key.startswith(("test/", "dev/", "analysis/", "stage1/")) and key != "dev/en/main" or key in (
+    return key.startswith(("test/", "dev/", "analysis/", "stage1/")) or key in (
         "trainable_params", "total_params", "train_seconds", "eval_seconds")  # fmt: skip

@@ -41,6 +41,8 @@ from xtuner.trial.config import TrialConfig
 RESERVED = {"task": "tasks:", "model": "model:/models:", "method": "methods:", "seed": "seeds:"}
 FORBIDDEN = {"method_settings": "write method settings in methods.<method>", "output_dir": "the sweep keeps "
              "checkpoints in its storage; trials write to their own temp dirs",
+             "predictions_dir": "the sweep keeps them in <storage>/<name>/predictions/<trial>/ (turn them off with "
+             "predictions: false)",
              **dict.fromkeys(("intermediate", "intermediate_variant"), "write it in tasks.<task>.intermediate"),
              "intermediate_dir": "the sweep keeps stage-1 results in its storage"}  # fmt: skip
 DISTRIBUTIONS = ("loguniform", "uniform", "randint")

@@ -14,12 +14,16 @@ Reads top-down:
    main metric or lowest en-dev loss, reloaded at the end, or the last one. A NaN/inf loss raises
    NonFiniteLossError at once.
 5. `evaluate`: zero-shot on the test split of every language (length-bucketed, inference mode), or on the
-   validation split with `eval_split: validation` (metric names stay `test/<lang>/...`).
+   validation split with `eval_split: validation` (metric names stay `test/<lang>/...`). The per-example
+   predictions go to `predictions_dir` (`xtuner/trial/predictions.py`: one parquet per language).
 6. Optionally (`xtuner/trial/after.py`): keep the best weights (`weights_dir`) and measure the representation
    alignment of the trained model (`representation_rows`, ``analysis/representations/...`` metrics).
 7. Return per-language metrics, their mean, the transfer gap (en minus mean of the others), parameter counts,
-   and train/eval seconds; the same numbers flat (`test/<lang>/<m>`, `test/avg/<m>`, `test/gap/<m>`) go to the
-   reporter's final report.
+   train/eval seconds and the training-loss log; the same numbers flat (`test/<lang>/<m>`, `test/avg/<m>`,
+   `test/others/<m>`, `test/gap/<m>`, and all of them again under the name `main` for the task's main metric, so
+   one key sorts every task: `test/<lang>/main`, `test/avg/main`, `test/others/main`, `test/gap/main`,
+   `dev/en/main`) go to the reporter's final report, with ``predictions_dir`` when predictions were written and
+   ``train/losses`` not yet reported.
 """
 
 from __future__ import annotations
@@ -96,10 +100,11 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
     out_dir, own_dir = _output_dir(setup.cfg)
     try:
         t0 = time.time()
-        history = train(setup, data, built, reporter, out_dir)
+        history, losses = train(setup, data, built, reporter, out_dir)
         kept = keep_weights(setup, built)  # the model the trial tests (the best, or the last with selection last)
         t1 = time.time()
-        test = evaluate(setup, data, built.model)
+        test, predictions = evaluate(setup, data, built.model)
+        written = _save_predictions(setup, predictions)
         analysis = representation_metrics(setup, built)
         t2 = time.time()
     finally:
@@ -107,8 +112,12 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
             shutil.rmtree(out_dir, ignore_errors=True)
     result = summarize(setup, test, built, history, train_seconds=t1 - t0, eval_seconds=t2 - t1)
     result["metrics"].update(analysis)
-    result["weights"] = kept
+    result["weights"], result["predictions"] = kept, written
+    result["train_loss"] = losses.points
     extra = {"weights_dir": kept} if kept else {}
+    extra.update({"predictions_dir": written} if written else {})
+    rest = losses.take()
+    extra.update({"train/losses": rest} if rest else {})
     if stage1 is not None:
         result["metrics"].update(stage1.metrics)
         result["intermediate_key"] = extra["intermediate_key"] = stage1.key
@@ -244,35 +253,56 @@ def use_bf16(cfg: TrialConfig) -> bool:
     return cfg.precision == "bf16" or (cfg.precision == "auto" and cuda_bf16)
 
 
-def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Path) -> list[dict[str, float]]:
+def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Path):
+    """Train; returns (the en-dev history, the `LossLog` of training losses)."""
     from xtuner.trial.trainer import make_trainer, restore_checkpoint
 
     trainer, history = make_trainer(setup, data, built, reporter, out_dir)
     resume = reporter.resume_from()
     if resume:  # continue where the checkpoint left off, with its dev history and its best model
         try:
-            resume, earlier = restore_checkpoint(resume, out_dir, setup.task.source_lang)
+            resume, earlier = restore_checkpoint(resume, out_dir, setup.task.source_lang, setup.task.main_metric)
         except (OSError, ValueError, KeyError) as e:
             raise XtunerError(f"cannot resume the trial from checkpoint {resume}: {e}") from None
         history[:0] = earlier
     trainer.train(resume_from_checkpoint=resume)
-    return history
+    return history, trainer.losses
 
 
 # ------------------------------------------------------------------------------------------------ 5. evaluate
-def evaluate(setup: Setup, data: TrialData, model) -> dict[str, dict[str, float]]:
-    return {lang: score(setup, model, split) for lang, split in sorted(data.test.items())}
+def evaluate(setup: Setup, data: TrialData, model) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Per language: the metrics, and the `Predictions` they were computed from."""
+    from xtuner.trial.evaluate import metrics_of
+
+    test, predictions = {}, {}
+    for lang, split in sorted(data.test.items()):
+        predictions[lang] = predict(setup, model, split)
+        test[lang] = metrics_of(setup.task, predictions[lang], lang)
+    return test, predictions
 
 
 def score(setup: Setup, model, split) -> dict[str, float]:
     """One split's metrics; English dev during training and every test split at the end go through here."""
-    from xtuner.trial.evaluate import score_split
+    from xtuner.trial.evaluate import metrics_of
+
+    return metrics_of(setup.task, predict(setup, model, split), split.lang)
+
+
+def predict(setup: Setup, model, split):
+    from xtuner.trial.evaluate import predict_split
 
     cfg = setup.cfg
-    return score_split(
+    return predict_split(
         setup.task, model, split, setup.tokenizer, batch_size=cfg.eval_batch_size, n_best=cfg.n_best,
         max_answer_length=cfg.max_answer_length, use_bf16=setup.bf16,
     )  # fmt: skip
+
+
+def _save_predictions(setup: Setup, predictions: dict[str, Any]) -> str | None:
+    from xtuner.trial.predictions import predictions_location, save_predictions
+
+    location = predictions_location(setup.cfg)
+    return save_predictions(setup.task, predictions, location) if location else None
 
 
 # ------------------------------------------------------------------------------------------------ 6. summary
@@ -291,7 +321,12 @@ def summarize(
     for lang, scores in test.items():
         flat.update({f"test/{lang}/{m}": v for m, v in scores.items()})
     flat.update({f"test/avg/{m}": v for m, v in avg.items()})
+    if others:
+        flat.update({f"test/others/{m}": sum(test[lang][m] for lang in others) / len(others) for m in metric_names})
     flat.update({f"test/gap/{m}": v for m, v in gap.items()})
+    main = task.main_metric
+    for key in [k for k in flat if k.startswith("test/") and k.endswith("/" + main)]:
+        flat[key.removesuffix(main) + "main"] = flat[key]  # one name for every task's main metric
     best = _best(history, task.main_metric, setup.cfg.selection)
     if best:
         flat.update({k: v for k, v in best.items() if k.startswith("dev/")})
