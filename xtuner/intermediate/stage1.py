@@ -140,7 +140,7 @@ def train_stage1(setup: Any, task: Any, langs: list[str], ctx: LoadContext, key:
         keep_weights="none",
     ))  # fmt: skip
     s1.model_path = setup.model_path
-    data = prepare_data(s1, with_train=False)  # the English dev set
+    data = prepare_data(s1, with_train=False)  # the English dev set only
     rows, counts = stage1_rows(task, langs, budget=inter.budget, max_en=inter.max_train_examples,
                                noise=inter.noise, seed=cfg.seed, ctx=ctx)  # fmt: skip
     feats, _ = cached_tokenize(task, "train", "stage1", lambda: rows, s1.tokenizer, max_length=inter.max_seq_length,

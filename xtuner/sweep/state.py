@@ -69,6 +69,8 @@ class TrialRecord:
     checkpoints: int = 0  # checkpoints Tune registered for the trial (a retry resumes from the last one)
     predictions: str | None = None  # where the trial wrote its per-example test predictions, or None
     train_loss: list[list[float]] = field(default_factory=list)  # [optimizer step, training loss]
+    start_time: float | None = None  # when it (last) started and when it ended, seconds since the epoch
+    end_time: float | None = None
 
     @property
     def best_dev(self) -> float | None:
