@@ -56,3 +56,35 @@ def test_sweep_runs_each_stage1_once_and_logs_both_stages(
     assert by_variant["multi"][0].data.metrics["stage1/examples/s1"] == 32  # match_en: 64 split over en, s1
     stored = sorted(p.name for p in (tmp_path / "results" / "_intermediate").iterdir() if p.is_dir())
     assert stored == sorted(keys)
+
+    # the report's intermediate section (xtuner/intermediate/report.py), from MLflow
+    from xtuner.analysis.report import report
+    from xtuner.analysis.report.render import markdown
+
+    rep = report(["xst"], tracking_uri=mlflow_server, resamples=200)
+    tables = {t.key: t for t in rep.tables}
+    summary, per_lang = tables["intermediate_synth-pawsx"], tables["intermediate_languages_synth-pawsx"]
+    assert [(r["method"], r["variant"]) for r in summary.records] == [
+        ("finetune", v) for v in ("none", "en", "multi")
+    ]
+    none = summary.records[0]
+    assert none["seen_languages"] == ["s1"] and none["unseen_languages"] == ["s2"]
+    runs = {(r.data.params["intermediate_variant"], float(r.data.params["lr"])): r.data.metrics for r in runs}
+    for rec in summary.records[1:]:
+        chosen = {v: max((lr for (var, lr) in runs if var == v), key=lambda lr, v=v: runs[(v, lr)]["best/dev/en/main"])
+                  for v in ("none", rec["variant"])}  # fmt: skip
+        a, b = runs[(rec["variant"], chosen[rec["variant"]])], runs[("none", chosen["none"])]
+        assert rec["delta_seen"] == pytest.approx(a["test/s1/main"] - b["test/s1/main"])
+        assert rec["delta_unseen"] == pytest.approx(a["test/s2/main"] - b["test/s2/main"])
+        assert rec["delta_avg"] == pytest.approx(a["test/avg/main"] - b["test/avg/main"])
+    assert any("2 stage 1s trained" in n for n in summary.notes)
+    assert [r["group"] for r in per_lang.records] == ["source", "seen", "unseen", ""]
+    assert all(
+        r["p finetune en - none"] is not None for r in per_lang.records[:3]
+    )  # bootstrap on predictions
+    assert any(
+        line.startswith("synth-pawsx: multi > none (finetune) on ") and "(seen: " in line
+        for line in rep.notes
+    )
+    assert "intermediate_synth-pawsx.png" in rep.plots
+    assert "synth-pawsx: intermediate-task variants vs none" in markdown(rep)
