@@ -306,6 +306,8 @@ class SweepEvents:
             }
             if isinstance(result.get("weights_dir"), str):  # run_trial kept the weights there
                 rec.weights = result["weights_dir"]
+            if isinstance(result.get("intermediate_key"), str):  # its stage 1 (xtuner/intermediate)
+                rec.intermediate_key = result["intermediate_key"]
             if isinstance(result.get("predictions_dir"), str):  # and wrote its per-example predictions there
                 rec.predictions = result["predictions_dir"]
         else:
@@ -415,5 +417,5 @@ def _finish_child(writer: MlflowWriter, final: TrialRecord, live: TrialRecord) -
 
 
 def _is_final_key(key: str) -> bool:
-    return key.startswith(("test/", "dev/", "analysis/")) or key in (
+    return key.startswith(("test/", "dev/", "analysis/", "stage1/")) or key in (
         "trainable_params", "total_params", "train_seconds", "eval_seconds")  # fmt: skip

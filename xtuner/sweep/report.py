@@ -105,8 +105,10 @@ def resource_plan(plan: SweepPlan) -> list[str]:
     lines.append(f"storage: {storage.rstrip('/')}/{spec.name}")
     if any(plan.resources(m)[1] > 0 for m in spec.methods):  # GPU sweeps: rough GPU-hours and a node plan
         from xtuner.cluster.estimate import estimate_lines
+        from xtuner.intermediate.estimate import stage1_trials
 
-        lines += estimate_lines(planned_trials(plan))
+        trials = planned_trials(plan)
+        lines += estimate_lines(trials + stage1_trials(trials))  # each distinct stage 1 once (stage1-<variant>)
     return lines
 
 
