@@ -63,6 +63,7 @@ class Method:
     settings: type[MethodSettings]
     build: BuildFn
     description: str = ""
+    default_lr: float = 1e-4  # the learning rate `xtuner trial` uses when neither --lr nor a protocol gives one
 
     def setting_names(self) -> list[str]:
         return sorted(self.settings.model_fields)

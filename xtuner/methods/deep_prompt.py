@@ -60,5 +60,6 @@ register_method(
         settings=DeepPromptSettings,
         build=build,
         description="deep prompt tuning: trainable prefix keys/values in every layer, frozen backbone",
+        default_lr=1e-2,
     )
 )

@@ -25,5 +25,6 @@ register_method(
         settings=FinetuneSettings,
         build=build,
         description="full fine-tuning with the standard transformers task head",
+        default_lr=1e-4,
     )
 )

@@ -70,5 +70,6 @@ register_method(
         settings=LoraSettings,
         build=build,
         description="LoRA adapters (peft) on the attention projections, task head trained in full",
+        default_lr=1e-3,
     )
 )

@@ -40,5 +40,6 @@ register_method(
         settings=PromptSettings,
         build=build,
         description="prompt tuning: trainable virtual tokens at the input embedding layer only, frozen backbone",
+        default_lr=3e-2,
     )
 )

@@ -27,6 +27,7 @@ from typing import Any
 
 from xtuner.cluster.redact import redact_text
 from xtuner.errors import XtunerError
+from xtuner.progress import fit_line, fmt_seconds, line_width
 from xtuner.sweep.report import fmt_params, summary_markdown
 from xtuner.sweep.space import SweepPlan
 from xtuner.sweep.state import FINISHED, STATE_FILE, SweepState, TrialRecord, exists, join
@@ -39,6 +40,7 @@ MAIN = "dev/en/main"  # every trial reports its task's main en-dev metric under 
 NONFINITE = "xt_nonfinite"  # result key set by the trainable when run_trial raised NonFiniteLossError
 FINAL = "xt_final"  # result key of run_trial's last report (test metrics)
 REPLAY = "xt_replay"  # a finished trial that Tune's (older) experiment state still thought unfinished
+LOSSES = "train/losses"  # run_trial's training losses since its previous report: [[step, loss], ...]
 KEPT = ("done", "pruned", "nonfinite")  # finished states a resume keeps (errors re-run only on request)
 
 
@@ -295,7 +297,7 @@ class SweepEvents:
             self._track(lambda: writer.open_child(state, rec), f"open the run of trial {trial_id}", persist=True)
         self.save()
         verb = "started" if rec.started == 1 else "resumed"
-        self._line(rec, verb, fmt_params(rec.searched_values()))
+        self._line(rec, verb, fmt_params(rec.searched_values()), "")
 
     def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         with self.lock:
@@ -303,6 +305,8 @@ class SweepEvents:
 
     def _trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         rec = self._rec(trial_id)
+        if rec is not None and REPLAY not in result and trial_id not in self._replaying:
+            self._train_losses(rec, result.get(LOSSES))
         if rec is None or FINAL in result or NONFINITE in result or REPLAY in result:
             return  # the final report is handled at completion
         key = f"dev/en/{rec.main_metric}"
@@ -322,6 +326,24 @@ class SweepEvents:
             writer, result = self.writer, dict(result)
             self._track(lambda: writer.log_dev(rec, result, step), f"log trial {trial_id}'s dev metrics")
         self.save()
+        at = f"step {step} (epoch {epoch:.2g})" if by_steps else f"epoch {epoch:g}"
+        elapsed = fmt_seconds(time.time() - (rec.start_time or time.time()))
+        self._line(rec, "dev", fmt_params(rec.searched_values()),
+                   f"{at}: {rec.main_metric} {float(result[key]):.1f} ({elapsed})")  # fmt: skip
+
+    def _train_losses(self, rec: TrialRecord, points: Any) -> None:
+        """Training losses ([step, loss], reported with each dev result): kept in the state, logged as the stepped
+        ``train/loss`` (steps not above the last one kept are repeats after a restart, and skipped)."""
+        if not isinstance(points, list):
+            return
+        last = rec.train_loss[-1][0] if rec.train_loss else -1.0
+        new = [[float(s), float(v)] for s, v in points if float(s) > last]
+        if not new:
+            return
+        rec.train_loss.extend(new)
+        if self.writer:
+            writer = self.writer
+            self._track(lambda: writer.log_losses(rec, new), f"log trial {rec.trial_id}'s training loss")
 
     def trial_complete(self, trial_id: str, result: dict[str, Any] | None) -> None:
         with self.lock:
@@ -341,6 +363,8 @@ class SweepEvents:
             }
             if isinstance(result.get("weights_dir"), str):  # run_trial kept the weights there
                 rec.weights = result["weights_dir"]
+            if isinstance(result.get("predictions_dir"), str):  # and wrote its per-example predictions there
+                rec.predictions = result["predictions_dir"]
         else:
             rec.state = "pruned"
         self._finish(rec)
@@ -378,8 +402,8 @@ class SweepEvents:
         first = message.splitlines()[0][:160] if message else "worker died"
         where = "from its last checkpoint" if from_checkpoint else "from the start (no checkpoint yet)"
         budget = f"; {counted} of max_failures {self.plan.spec.max_failures} used" if counted is not None else ""
-        self._line(rec, "retry", f"{fmt_params(rec.searched_values())}: failed{last} ({first}); restarting {where} "
-                                 f"(restart {rec.failures}{budget})")  # fmt: skip
+        self._line(rec, "retry", fmt_params(rec.searched_values()),
+                   f"failed{last} ({first}); restarting {where} (restart {rec.failures}{budget})")
 
     def trial_error(self, trial_id: str, message: str) -> None:
         with self.lock:
@@ -404,17 +428,17 @@ class SweepEvents:
         if rec.state == "done":
             others = [v for k, v in rec.final.items() if k.startswith("test/") and k.endswith("/" + main)
                       and k.split("/")[1] not in ("en", "avg", "gap")]  # fmt: skip
-            detail = f"en-dev {rec.best_dev:.1f}" if rec.best_dev is not None else ""
+            detail = f"dev {rec.best_dev:.1f}" if rec.best_dev is not None else ""
             if f"test/en/{main}" in rec.final:
-                detail += f", test en {rec.final[f'test/en/{main}']:.1f}"
+                detail += f" en {rec.final[f'test/en/{main}']:.1f}"
             if others:
-                detail += f", others {sum(others) / len(others):.1f}"
+                detail += f" others {sum(others) / len(others):.1f}"
         elif rec.state == "pruned":
             last = rec.dev_curve[-1] if rec.dev_curve else [0, float("nan")]
-            detail = f"at epoch {last[0]:g}, en-dev {last[1]:.1f}"
+            detail = f"at epoch {last[0]:g}, dev {last[1]:.1f}"
         else:
             detail = (rec.error or "").splitlines()[0][:160] if rec.error else ""
-        self._line(rec, rec.state, f"{fmt_params(rec.searched_values())}: {detail} ({secs:.0f} s)")
+        self._line(rec, rec.state, fmt_params(rec.searched_values()), f"{detail}, {fmt_seconds(secs)}".lstrip(", "))
 
     # ------------------------------------------------------------------------------------------ helpers
     def _rec(self, trial_id: str) -> TrialRecord | None:
@@ -427,16 +451,16 @@ class SweepEvents:
         if self.tracker is not None:
             self.tracker.submit(fn, what, persist=persist)
 
-    def _line(self, rec: TrialRecord, verb: str, text: str) -> None:
+    def _line(self, rec: TrialRecord, verb: str, params: str, detail: str) -> None:
+        """One progress line of at most `line_width()` columns: the params are shortened first, then the detail."""
         if self.quiet:
             return
         assert self.state is not None
         c = self.state.counts()
         done = sum(c[s] for s in FINISHED)
-        print(
-            f"[{done:>3}/{self.plan.n_trials}] {verb:<9} {rec.trial_id} {rec.task} {rec.method} {text}",
-            flush=True,
-        )
+        n = self.plan.n_trials
+        head = f"[{done:>{len(str(n))}}/{n}] {verb:<7} {rec.trial_id} {rec.task} {rec.method}"
+        print(fit_line(head, params, detail, line_width()), flush=True)
 
 
 def _finish_child(writer: MlflowWriter, final: TrialRecord, live: TrialRecord) -> None:
@@ -448,7 +472,7 @@ def _finish_child(writer: MlflowWriter, final: TrialRecord, live: TrialRecord) -
 
 
 def _is_final_key(key: str) -> bool:
-    return key.startswith(("test/", "dev/", "analysis/")) and key != "dev/en/main" or key in (
+    return key.startswith(("test/", "dev/", "analysis/")) or key in (
         "trainable_params", "total_params", "train_seconds", "eval_seconds")  # fmt: skip
 
 

@@ -40,7 +40,9 @@ from xtuner.trial.config import TrialConfig
 
 RESERVED = {"task": "tasks:", "model": "model:/models:", "method": "methods:", "seed": "seeds:"}
 FORBIDDEN = {"method_settings": "write method settings in methods.<method>", "output_dir": "the sweep keeps "
-             "checkpoints in its storage; trials write to their own temp dirs"}  # fmt: skip
+             "checkpoints in its storage; trials write to their own temp dirs",
+             "predictions_dir": "the sweep keeps them in <storage>/<name>/predictions/<trial>/ (turn them off with "
+             "predictions: false)"}  # fmt: skip
 DISTRIBUTIONS = ("loguniform", "uniform", "randint")
 PATH_SETTINGS = ("data_dir", "cache_dir")
 SOURCE_SETTINGS = ("train_data", "validation_data", "test_data")  # hub | <folder> | <kind>:<folder>

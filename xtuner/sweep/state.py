@@ -31,6 +31,7 @@ from xtuner.errors import XtunerError
 
 STATE_FILE = "xtuner_sweep.json"
 WEIGHTS = "weights"  # <sweep>/weights/<trial_id>/: kept weights (spec keep_weights; xtuner/trial/weights.py)
+PREDICTIONS = "predictions"  # <sweep>/predictions/<trial_id>/: per-example test predictions (xtuner/trial/predictions.py)
 STATES = ("running", "done", "pruned", "nonfinite", "error")
 FINISHED = ("done", "pruned", "nonfinite", "error")
 
@@ -62,6 +63,10 @@ class TrialRecord:
     failures: int = 0  # worker deaths / crashes that Tune retried from the last checkpoint (max_failures)
     weights: str | None = None  # where the trial kept its weights (spec keep_weights), or None
     checkpoints: int = 0  # checkpoints Tune registered for the trial (a retry resumes from the last one)
+    predictions: str | None = None  # where the trial wrote its per-example test predictions, or None
+    train_loss: list[list[float]] = field(default_factory=list)  # [optimizer step, training loss]
+    start_time: float | None = None  # when it (last) started and when it ended, seconds since the epoch
+    end_time: float | None = None
 
     @property
     def best_dev(self) -> float | None:

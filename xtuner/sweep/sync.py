@@ -8,8 +8,10 @@ written: params absent from the run, dev-curve points whose step is not in the m
 absent from the run, tags that differ, artifacts not listed, the terminal status. A second sync therefore writes
 nothing. The state file is saved after each run, with the target URI and the (new) run ids.
 
-Limit: the state keeps the dev curve of the task's main metric only (``dev/en/<main>`` per epoch); other dev
-metrics are backfilled as their final ``best/dev/...`` values. Trials that evaluate every ``eval_interval`` steps
+Limit: the state keeps the dev curve of the task's main metric only (``dev/en/<main>`` and ``dev/en/main`` per
+epoch); other dev metrics are backfilled as their final ``best/dev/...`` values. The training loss (``train/loss``)
+is kept per logging step and backfilled whole; per-example predictions are uploaded from the sweep's
+``predictions/<trial>/`` folder while it exists. Trials that evaluate every ``eval_interval`` steps
 are stepped by epoch here (the state does not keep their optimizer steps).
 """
 
@@ -149,6 +151,7 @@ class Syncer:
             tags["xtuner.error"] = rec.error[:4000]
         self._tags(run, tags)
         self._dev_curve(run, rec)
+        self._train_loss(run, rec)
         if rec.state not in FINISHED:
             return  # still running (a killed driver): no final values yet
         final = {f"best/{k}" if k.startswith("dev/") else k: v for k, v in rec.final.items()}
@@ -156,6 +159,8 @@ class Syncer:
         table = per_language_csv(rec.final)
         if table:
             self._artifact(run, "per_language.csv", lambda n: self.w.log_text(run.info.run_id, table, n))
+        if rec.predictions:
+            self._predictions(run, rec.predictions)
         self._terminate(run, RUN_STATUS[rec.state])
         rec.tracked = True
 
@@ -212,20 +217,38 @@ class Syncer:
 
         if not rec.dev_curve:
             return
-        key = f"dev/en/{rec.main_metric}"
-        have = {h.step for h in self.client.get_metric_history(run.info.run_id, key)}
+        keys = (f"dev/en/{rec.main_metric}", "dev/en/main")
+        have = {k: {h.step for h in self.client.get_metric_history(run.info.run_id, k)} for k in keys}
         have_epoch = {h.step for h in self.client.get_metric_history(run.info.run_id, "epoch")}
         now = int(time.time() * 1000)
         items = []
         for epoch, value in rec.dev_curve:
             step = int(round(epoch))
-            if step not in have:
-                items.append(Metric(key, float(value), now, step))
+            items += [Metric(k, float(value), now, step) for k in keys if step not in have[k]]
             if step not in have_epoch:
                 items.append(Metric("epoch", float(epoch), now, step))
         if items:
             self.client.log_batch(run.info.run_id, metrics=items)
             self.report.metrics += len(items)
+
+    def _train_loss(self, run, rec: TrialRecord) -> None:
+        have = {h.step for h in self.client.get_metric_history(run.info.run_id, "train/loss")}
+        todo = [p for p in rec.train_loss if int(p[0]) not in have]
+        if todo:
+            self.w.log_losses(rec, todo)
+            self.report.metrics += len(todo)
+
+    def _predictions(self, run, location: str) -> None:
+        from xtuner.sweep.tracking import PREDICTIONS
+
+        listed = {f.path for f in self.client.list_artifacts(run.info.run_id, PREDICTIONS)}
+        if f"{PREDICTIONS}/meta.json" in listed:
+            return
+        try:
+            self.w.log_predictions(run.info.run_id, location)
+        except (FileNotFoundError, OSError):
+            return  # the folder is gone (storage cleaned up): nothing to backfill
+        self.report.artifacts += 1
 
     def _artifact(self, run, name: str, write) -> None:
         if name in {f.path for f in self.client.list_artifacts(run.info.run_id)}:

@@ -26,6 +26,7 @@ from xtuner.cluster.redact import redact as redact_value
 from xtuner.cluster.redact import redact_text
 from xtuner.sweep.state import SweepState, TrialRecord
 
+PREDICTIONS = "predictions"  # a child run's folder of <lang>.parquet + meta.json (xtuner.metrics.examples)
 RUN_STATUS = {"done": "FINISHED", "pruned": "FINISHED", "nonfinite": "FAILED", "error": "FAILED"}
 
 
@@ -124,9 +125,30 @@ class MlflowWriter:
         self._log_params(rec.run_id, {**rec.params, "trial_id": rec.trial_id})
 
     def log_dev(self, rec: TrialRecord, result: dict[str, Any], step: int) -> None:
-        metrics = {k: v for k, v in result.items() if k.startswith("dev/") and k != "dev/en/main"}
+        metrics = {k: v for k, v in result.items() if k.startswith("dev/")}
         metrics["epoch"] = result.get("epoch", 0.0)
         self._log_metrics(rec.run_id, metrics, step=step)
+
+    def log_losses(self, rec: TrialRecord, points: list[list[float]]) -> None:
+        """``train/loss`` at each optimizer step of `points` ([step, loss])."""
+        from mlflow.entities import Metric
+
+        assert rec.run_id is not None
+        now = int(time.time() * 1000)
+        items = [Metric("train/loss", float(v), now, int(s)) for s, v in points if _number(v)]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(rec.run_id, metrics=items[i : i + 500])
+
+    def log_predictions(self, run_id: str, location: str) -> None:
+        """The trial's per-example predictions folder (local or object store) as the run's ``predictions/``."""
+        import tempfile
+        from pathlib import Path
+
+        from xtuner.trial.predictions import local_copy
+
+        with tempfile.TemporaryDirectory(prefix="xtuner-predictions-") as tmp:
+            folder = local_copy(location, Path(tmp) / "predictions")
+            self.client.log_artifacts(run_id, str(folder), artifact_path=PREDICTIONS)
 
     def finish_child(self, rec: TrialRecord) -> None:
         run_id = rec.run_id
@@ -147,6 +169,8 @@ class MlflowWriter:
             tags["xtuner.failures"] = str(rec.failures)
         if rec.weights:
             tags["xtuner.weights"] = rec.weights
+        if rec.predictions:
+            self.log_predictions(run_id, rec.predictions)
         self._set_tags(run_id, tags)
         self.client.set_terminated(run_id, RUN_STATUS[rec.state])
         rec.tracked = True

@@ -22,18 +22,21 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+from ray.tune.result import EXPR_PARAM_FILE, EXPR_PARAM_PICKLE_FILE, EXPR_RESULT_FILE
 from ray.tune.schedulers import FIFOScheduler
 
 from xtuner.errors import XtunerError
 from xtuner.sweep import signing
 from xtuner.sweep.events import FINAL, MAIN, NONFINITE, REPLAY, SweepEvents
 from xtuner.sweep.space import SweepPlan
-from xtuner.sweep.state import STATE_FILE, WEIGHTS, join, list_names, remove_tree, sweep_folder
+from xtuner.sweep.state import PREDICTIONS, STATE_FILE, WEIGHTS, join, list_names, remove_tree, sweep_folder
 from xtuner.sweep.tune_search import GroupedASHA, search_setup
 
 
@@ -88,11 +91,11 @@ def worker_plan(plan: SweepPlan) -> SweepPlan:
     return SweepPlan(slim, plan.groups, [])
 
 
-def make_trainable(
-    plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = None, weights_root: str | None = None
-):
+def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = None,
+                   weights_root: str | None = None, predictions_root: str | None = None):  # fmt: skip
     """The trainable; `replay` maps trials that finished before a resume to the result they report at once;
-    `weights_root` (``<sweep>/weights``) is where trials keep their weights (spec ``keep_weights``)."""
+    `weights_root` (``<sweep>/weights``) is where trials keep their weights (spec ``keep_weights``),
+    `predictions_root` (``<sweep>/predictions``) where they write their per-example test predictions."""
     plan = worker_plan(plan)
 
     def xtuner_trial(config: dict[str, Any]) -> None:
@@ -110,6 +113,8 @@ def make_trainable(
         flat = plan.to_flat(config)
         if weights_root and flat.get("keep_weights", "none") != "none":
             flat["weights_dir"] = join(weights_root, trial_id)
+        if predictions_root and flat.get("predictions", True):
+            flat["predictions_dir"] = join(predictions_root, trial_id)
         try:
             run_trial(flat, reporter)
         except NonFiniteLossError as e:
@@ -202,6 +207,18 @@ class EventsCallback(tune.Callback):
         self.events.experiment_end()
 
 
+class ResultsJson(JsonLoggerCallback):
+    """Ray's own JSON logger: ``result.json`` (every result, the final test metrics included) and ``params.json`` in
+    each trial folder, which Ray's ``ExperimentAnalysis(<storage>/<name>)`` reads; without its ``params.pkl``, a
+    pickle that a resume would have to trust (`xtuner.sweep.signing`), and that nothing reads."""
+
+    _SAVED_FILE_TEMPLATES = [EXPR_RESULT_FILE, EXPR_PARAM_FILE]
+
+    def update_config(self, trial, config) -> None:
+        super().update_config(trial, config)
+        Path(trial.local_path, EXPR_PARAM_PICKLE_FILE).unlink(missing_ok=True)
+
+
 def remove_checkpoints(trial_path: str) -> None:
     try:
         for name in list_names(trial_path):
@@ -283,7 +300,14 @@ def check_cluster(plan: SweepPlan) -> None:
 def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = False, retry_errored: bool = False,
         replay: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
     """Run (or resume) the sweep to the end; results arrive through `events`."""
+    t0 = time.time()
+    if not events.quiet and not ray.is_initialized():  # a local Ray takes ~20 s to start: say so
+        where = os.environ.get("RAY_ADDRESS")
+        print(f"connecting to Ray at {where} ..." if where else "starting a local Ray ...", flush=True)
     started = init_ray()
+    if started and not events.quiet:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        print(f"Ray ready in {time.time() - t0:.0f} s ({cpus} CPUs); starting trials", flush=True)
     try:
         check_cluster(plan)
         events.open(background=True)  # state file; the MLflow parent run opens while Tune starts
@@ -298,7 +322,7 @@ def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = Fa
 def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry_errored: bool,
          replay: dict[str, dict[str, Any]] | None) -> None:  # fmt: skip
     exp_dir = sweep_folder(storage, plan.spec.name)
-    trainable = make_trainable(plan, replay, join(exp_dir, WEIGHTS))
+    trainable = make_trainable(plan, replay, join(exp_dir, WEIGHTS), join(exp_dir, PREDICTIONS))
     callback = EventsCallback(events)
     if resume:
         if not tune.Tuner.can_restore(exp_dir):
@@ -306,9 +330,7 @@ def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry
         signing.verify(exp_dir)  # before Tune unpickles anything of the folder
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_unfinished=True,
                                    resume_errored=retry_errored)  # fmt: skip
-        tuner._local_tuner.get_run_config().callbacks = [
-            callback
-        ]  # fresh callback (the pickled one is stale)
+        tuner._local_tuner.get_run_config().callbacks = [callback, ResultsJson()]  # fresh (the pickled ones are stale)
     else:
         spec = plan.spec
         param_space, search_alg, num_samples = search_setup(plan)
@@ -321,7 +343,7 @@ def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry
                 reuse_actors=True, trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(
-                name=spec.name, storage_path=str(storage), callbacks=[callback], verbose=0,
+                name=spec.name, storage_path=str(storage), callbacks=[callback, ResultsJson()], verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoints.num_to_keep),
             ),

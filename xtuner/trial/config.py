@@ -70,6 +70,10 @@ class TrialConfig(BaseModel):
     # methods keep them there ("auto": those that train only part of the model; "all": fine-tuning too)
     weights_dir: str | None = None
     keep_weights: Literal["none", "auto", "all"] = "all"
+    # per-example test predictions, one parquet per language (xtuner/trial/predictions.py), for the paired
+    # bootstrap of `xtuner report`; predictions_dir is set by the sweep (<storage>/<name>/predictions/<trial>/)
+    predictions: bool = True
+    predictions_dir: str | None = None
     # > 0: the representation analysis on this many parallel train rows at the end (sentence-pair tasks only),
     # logged as analysis/representations/<lang>/<metric>
     representation_rows: int = Field(0, ge=0)

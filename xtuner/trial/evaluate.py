@@ -1,7 +1,8 @@
 """Scoring one split: bucketed prediction -> head-specific post-processing -> the task's metric.
 
 The same function scores English dev during training (Trainer.evaluate is routed here) and every language's
-test split at the end, so dev and test numbers come from one code path.
+test split at the end, so dev and test numbers come from one code path. `predict_split` keeps the predictions
+themselves (the trial writes them per example, `xtuner.trial.predictions`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,17 @@ class EvalSplit:
     features: datasets.Dataset
 
 
-def score_split(
+@dataclass
+class Predictions:
+    """One split's predictions as the task's metric scores them: ``ids`` (the raw split's ``id`` column, else the
+    row number), ``preds`` and ``refs`` (labels, word-level tag lists, or answer strings and gold answers)."""
+
+    ids: list[Any]
+    preds: list[Any]
+    refs: list[Any]
+
+
+def predict_split(
     task: Task,
     model: Any,
     split: EvalSplit,
@@ -37,10 +48,11 @@ def score_split(
     max_answer_length: int,
     use_bf16: bool = False,
     bucketed: bool = True,
-) -> dict[str, float]:
+) -> Predictions:
     out = predict(
         model, split.features, pad_collate(tokenizer), batch_size, bucketed=bucketed, use_bf16=use_bf16
     )
+    ids = list(split.raw["id"]) if "id" in split.raw.column_names else list(range(len(split.raw)))
     if task.head == HeadType.SEQUENCE_CLASSIFICATION:
         preds = np.asarray(out["logits"]).argmax(-1).tolist()
         refs = list(split.raw[task.label_column])
@@ -54,4 +66,13 @@ def score_split(
         )  # fmt: skip
         ids, refs = qa_references(split.raw)
         preds = [answers.get(i, "") for i in ids]
-    return {k: float(v) for k, v in task.metric(preds, refs, split.lang).items()}
+    return Predictions(ids, preds, refs)
+
+
+def metrics_of(task: Task, predictions: Predictions, lang: str) -> dict[str, float]:
+    return {k: float(v) for k, v in task.metric(predictions.preds, predictions.refs, lang).items()}
+
+
+def score_split(task: Task, model: Any, split: EvalSplit, tokenizer: Any, **kwargs: Any) -> dict[str, float]:
+    """The task's metrics of one split (`predict_split`'s keyword arguments)."""
+    return metrics_of(task, predict_split(task, model, split, tokenizer, **kwargs), split.lang)

@@ -12,12 +12,16 @@ Reads top-down:
    main metric or lowest en-dev loss, reloaded at the end, or the last one. A NaN/inf loss raises
    NonFiniteLossError at once.
 5. `evaluate`: zero-shot on the test split of every language (length-bucketed, inference mode), or on the
-   validation split with `eval_split: validation` (metric names stay `test/<lang>/...`).
+   validation split with `eval_split: validation` (metric names stay `test/<lang>/...`). The per-example
+   predictions go to `predictions_dir` (`xtuner/trial/predictions.py`: one parquet per language).
 6. Optionally (`xtuner/trial/after.py`): keep the best weights (`weights_dir`) and measure the representation
    alignment of the trained model (`representation_rows`, ``analysis/representations/...`` metrics).
 7. Return per-language metrics, their mean, the transfer gap (en minus mean of the others), parameter counts,
-   and train/eval seconds; the same numbers flat (`test/<lang>/<m>`, `test/avg/<m>`, `test/gap/<m>`) go to the
-   reporter's final report.
+   train/eval seconds and the training-loss log; the same numbers flat (`test/<lang>/<m>`, `test/avg/<m>`,
+   `test/others/<m>`, `test/gap/<m>`, and all of them again under the name `main` for the task's main metric, so
+   one key sorts every task: `test/<lang>/main`, `test/avg/main`, `test/others/main`, `test/gap/main`,
+   `dev/en/main`) go to the reporter's final report, with ``predictions_dir`` when predictions were written and
+   ``train/losses`` not yet reported.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from xtuner.errors import XtunerError
+from xtuner.progress import Progress, progress_of, step_callback
 from xtuner.trial.after import keep_weights, representation_metrics
 from xtuner.trial.config import Reporter, TrialConfig
 
@@ -73,6 +78,8 @@ def quiet_libraries() -> None:
 
 def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     reporter = reporter or NullReporter()
+    progress = progress_of(reporter)  # what the trial is doing, for a person watching (`xtuner trial`)
+    progress.stage("checking the task, model and method settings")
     quiet_libraries()
     if os.environ.get("XTUNER_NUM_THREADS"):  # e.g. 1 on a busy laptop; Ray sets OMP_NUM_THREADS per trial
         import torch
@@ -83,15 +90,17 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
         from xtuner.trial.retrieval import run_retrieval_trial
 
         return run_retrieval_trial(setup, reporter)
-    data = prepare_data(setup)
+    data = prepare_data(setup, progress)
+    progress.stage(f"building the {setup.cfg.method} model from {setup.cfg.model}")
     built = build(setup)
     out_dir, own_dir = _output_dir(setup.cfg)
     try:
         t0 = time.time()
-        history = train(setup, data, built, reporter, out_dir)
+        history, losses = train(setup, data, built, reporter, out_dir)
         kept = keep_weights(setup, built)  # the model the trial tests (the best, or the last with selection last)
         t1 = time.time()
-        test = evaluate(setup, data, built.model)
+        test, predictions = evaluate(setup, data, built.model, progress)
+        written = _save_predictions(setup, predictions)
         analysis = representation_metrics(setup, built)
         t2 = time.time()
     finally:
@@ -99,8 +108,13 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
             shutil.rmtree(out_dir, ignore_errors=True)
     result = summarize(setup, test, built, history, train_seconds=t1 - t0, eval_seconds=t2 - t1)
     result["metrics"].update(analysis)
-    result["weights"] = kept
-    reporter.report({**result["metrics"], **({"weights_dir": kept} if kept else {}), "done": 1.0}, None)
+    result["weights"], result["predictions"] = kept, written
+    result["train_loss"] = losses.points
+    extra = {"weights_dir": kept} if kept else {}
+    extra.update({"predictions_dir": written} if written else {})
+    rest = losses.take()
+    extra.update({"train/losses": rest} if rest else {})
+    reporter.report({**result["metrics"], **extra, "done": 1.0}, None)
     return result
 
 
@@ -144,7 +158,7 @@ class TrialData:
     prep_seconds: float
 
 
-def prepare_data(setup: Setup) -> TrialData:
+def prepare_data(setup: Setup, progress: Progress | None = None) -> TrialData:
     from xtuner.data.cache import cached_prepare, cached_tokenize
     from xtuner.data.preprocess import select_model_columns
     from xtuner.tasks import LoadContext
@@ -179,15 +193,21 @@ def prepare_data(setup: Setup) -> TrialData:
         return raw, feats
 
     src = task.source_lang
+    progress = progress or progress_of(None)
+    progress.start("data", 2 + len(setup.languages), "loading + tokenising splits (cached)")
     _, train_feats = load("train", src, True, cfg.max_train_examples)
+    progress.advance("data", 1, f"train/{src}")
     dev_raw, dev_feats = load(cfg.dev_split, src, False, cfg.max_eval_examples)
+    progress.advance("data", 2, f"{cfg.dev_split}/{src}")
     test = {}
-    for lang in setup.languages:  # eval_split "validation": the dev sets; English is then the selection set
+    for i, lang in enumerate(setup.languages, 3):  # eval_split "validation": the dev sets; English is the selection set
         if cfg.eval_split == "validation" and lang == src and cfg.dev_split == "validation":
             raw, feats = dev_raw, dev_feats
         else:
             raw, feats = load(cfg.eval_split, lang, False, cfg.max_eval_examples)
         test[lang] = EvalSplit(lang, raw, feats)
+        progress.advance("data", i, f"{cfg.eval_split}/{lang}")
+    progress.finish("data")
     return TrialData(
         train=select_model_columns(task, train_feats, True),
         dev=EvalSplit(src, dev_raw, dev_feats),
@@ -232,35 +252,64 @@ def use_bf16(cfg: TrialConfig) -> bool:
     return cfg.precision == "bf16" or (cfg.precision == "auto" and cuda_bf16)
 
 
-def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Path) -> list[dict[str, float]]:
+def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Path):
+    """Train; returns (the en-dev history, the `LossLog` of training losses)."""
     from xtuner.trial.trainer import make_trainer, restore_checkpoint
 
     trainer, history = make_trainer(setup, data, built, reporter, out_dir)
+    trainer.add_callback(step_callback(progress_of(reporter)))  # steps and ETA for `xtuner trial`
     resume = reporter.resume_from()
     if resume:  # continue where the checkpoint left off, with its dev history and its best model
         try:
-            resume, earlier = restore_checkpoint(resume, out_dir, setup.task.source_lang)
+            resume, earlier = restore_checkpoint(resume, out_dir, setup.task.source_lang, setup.task.main_metric)
         except (OSError, ValueError, KeyError) as e:
             raise XtunerError(f"cannot resume the trial from checkpoint {resume}: {e}") from None
         history[:0] = earlier
     trainer.train(resume_from_checkpoint=resume)
-    return history
+    return history, trainer.losses
 
 
 # ------------------------------------------------------------------------------------------------ 5. evaluate
-def evaluate(setup: Setup, data: TrialData, model) -> dict[str, dict[str, float]]:
-    return {lang: score(setup, model, split) for lang, split in sorted(data.test.items())}
+def evaluate(
+    setup: Setup, data: TrialData, model, progress: Progress | None = None
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Per language: the metrics, and the `Predictions` they were computed from."""
+    from xtuner.trial.evaluate import metrics_of
+
+    progress = progress or progress_of(None)
+    progress.start("test", len(data.test), f"zero-shot {setup.cfg.eval_split}, per language")
+    test, predictions = {}, {}
+    for i, (lang, split) in enumerate(sorted(data.test.items()), 1):
+        predictions[lang] = predict(setup, model, split)
+        test[lang] = metrics_of(setup.task, predictions[lang], lang)
+        main = test[lang].get(setup.task.main_metric, 0)
+        progress.advance("test", i, f"{lang} {setup.task.main_metric} {main:.1f}")
+    progress.finish("test")
+    return test, predictions
 
 
 def score(setup: Setup, model, split) -> dict[str, float]:
     """One split's metrics; English dev during training and every test split at the end go through here."""
-    from xtuner.trial.evaluate import score_split
+    from xtuner.trial.evaluate import metrics_of
+
+    return metrics_of(setup.task, predict(setup, model, split), split.lang)
+
+
+def predict(setup: Setup, model, split):
+    from xtuner.trial.evaluate import predict_split
 
     cfg = setup.cfg
-    return score_split(
+    return predict_split(
         setup.task, model, split, setup.tokenizer, batch_size=cfg.eval_batch_size, n_best=cfg.n_best,
         max_answer_length=cfg.max_answer_length, use_bf16=setup.bf16,
     )  # fmt: skip
+
+
+def _save_predictions(setup: Setup, predictions: dict[str, Any]) -> str | None:
+    from xtuner.trial.predictions import predictions_location, save_predictions
+
+    location = predictions_location(setup.cfg)
+    return save_predictions(setup.task, predictions, location) if location else None
 
 
 # ------------------------------------------------------------------------------------------------ 6. summary
@@ -279,7 +328,12 @@ def summarize(
     for lang, scores in test.items():
         flat.update({f"test/{lang}/{m}": v for m, v in scores.items()})
     flat.update({f"test/avg/{m}": v for m, v in avg.items()})
+    if others:
+        flat.update({f"test/others/{m}": sum(test[lang][m] for lang in others) / len(others) for m in metric_names})
     flat.update({f"test/gap/{m}": v for m, v in gap.items()})
+    main = task.main_metric
+    for key in [k for k in flat if k.startswith("test/") and k.endswith("/" + main)]:
+        flat[key.removesuffix(main) + "main"] = flat[key]  # one name for every task's main metric
     best = _best(history, task.main_metric, setup.cfg.selection)
     if best:
         flat.update({k: v for k, v in best.items() if k.startswith("dev/")})

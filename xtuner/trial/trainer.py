@@ -3,8 +3,10 @@
 - `evaluate` scores English dev through `xtuner.trial.run.score` (the same path as the final test
   evaluation), adding the dev loss (Trainer's own loop) when the selection rule is "loss";
 - `training_step` raises NonFiniteLossError on a NaN/inf loss, naming the step;
-- a callback hands each en-dev evaluation to the reporter (`dev/en/<metric>`, epoch, step), with the checkpoint
-  saved right after it, if one was.
+- a callback hands each en-dev evaluation to the reporter (`dev/en/<metric>`, the main metric again as
+  ``dev/en/main``, epoch, step), with the checkpoint saved right after it, if one was, and the training losses
+  Trainer logged since the previous report (``train/losses``: [[optimizer step, loss], ...]; `LossLog`). Trainer
+  logs the loss every `logging_steps(...)` optimizer steps: 50, or a fifth of an epoch when epochs are shorter.
 
 Training settings map onto Trainer's own: `grad_accum_steps` -> gradient_accumulation_steps, `warmup_steps` /
 `warmup_ratio` -> warmup_steps, `lr_schedule` linear / constant -> lr_scheduler_type. Only the per-epoch
@@ -46,12 +48,35 @@ BEST_DIR = "xtuner_best"  # the best checkpoint's weights inside a later checkpo
 TRAINING_ONLY = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin")
 
 
-def dev_row(metrics: dict, epoch: float, step: float, src: str) -> dict[str, float]:
-    """One en-dev history row (``dev/en/<metric>``, epoch, step) from Trainer's ``eval_*`` metrics."""
+def dev_row(metrics: dict, epoch: float, step: float, src: str, main: str | None = None) -> dict[str, float]:
+    """One en-dev history row (``dev/en/<metric>``, ``dev/en/main`` when `main` names the main metric, epoch,
+    step) from Trainer's ``eval_*`` metrics."""
     row = {f"dev/{src}/{k.removeprefix('eval_')}": float(v) for k, v in metrics.items()
            if k.startswith("eval_") and isinstance(v, int | float) and not k.endswith(("_runtime", "per_second"))}  # fmt: skip
+    if main and f"dev/{src}/{main}" in row:
+        row[f"dev/{src}/main"] = row[f"dev/{src}/{main}"]
     row.update(epoch=float(epoch or 0.0), step=float(step))
     return row
+
+
+class LossLog:
+    """The training losses Trainer logged ([optimizer step, loss]); `take` returns those not yet reported."""
+
+    def __init__(self) -> None:
+        self.points: list[list[float]] = []
+        self._sent = 0
+
+    def add(self, step: int, loss: float) -> None:
+        self.points.append([float(step), float(loss)])
+
+    def take(self) -> list[list[float]]:
+        out, self._sent = self.points[self._sent :], len(self.points)
+        return out
+
+
+def logging_steps(n_examples: int, batch_size: int, grad_accum: int) -> int:
+    """Optimizer steps between two logged training losses: 50, or a fifth of an epoch when epochs are shorter."""
+    return max(1, min(50, update_steps_per_epoch(n_examples, batch_size, grad_accum) // 5))
 
 
 def add_best_weights(ckpt: Path, best: Path) -> None:
@@ -75,7 +100,8 @@ def _copy_tree(src: Path, dest: Path, ignore=None) -> None:
         folder.chmod(folder.stat().st_mode | stat.S_IRWXU)
 
 
-def restore_checkpoint(src_dir: str, out_dir: Path, src_lang: str) -> tuple[str, list[dict[str, float]]]:
+def restore_checkpoint(src_dir: str, out_dir: Path, src_lang: str,
+                       main: str | None = None) -> tuple[str, list[dict[str, float]]]:  # fmt: skip
     """Unpack a reported checkpoint folder (possibly on shared storage, read-only) into `out_dir`:
     ``checkpoint-<step>`` to resume from, ``checkpoint-<best step>`` from ``xtuner_best/`` when the best is older,
     and the trainer state pointing at that best folder. Returns (folder to resume from, the dev history so far)."""
@@ -102,7 +128,7 @@ def restore_checkpoint(src_dir: str, out_dir: Path, src_lang: str) -> tuple[str,
     # not the source's times, which may come from another node's clock
     for folder in ([best] if best is not None and best != dest else []) + [dest]:
         os.utime(folder)
-    history = [dev_row(h, h.get("epoch", 0.0), h.get("step", 0), src_lang)
+    history = [dev_row(h, h.get("epoch", 0.0), h.get("step", 0), src_lang, main)
                for h in state.get("log_history", []) if any(k.startswith("eval_") for k in h)]  # fmt: skip
     return str(dest), history
 
@@ -142,6 +168,7 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
     cfg, task = setup.cfg, setup.task
     src = task.source_lang
     history: list[dict[str, float]] = []
+    losses = LossLog()
     by_steps = cfg.eval_interval is not None
     interval = "steps" if by_steps else "epoch"
     args = TrainingArguments(
@@ -167,7 +194,7 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
         data_seed=cfg.seed,
         report_to=[],
         logging_strategy="steps",
-        logging_steps=50,
+        logging_steps=logging_steps(len(data.train), cfg.batch_size, cfg.grad_accum_steps),
         disable_tqdm=True,
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),
@@ -226,6 +253,10 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
             return metrics
 
+    def with_losses(row: dict[str, float]) -> dict[str, Any]:
+        new = losses.take()
+        return {**row, "train/losses": new} if new else dict(row)
+
     class _ReportCallback(TrainerCallback):
         """Each evaluation is reported once: with the checkpoint saved right after it (on_save), or without one
         when none follows (save_strategy "best" and no new best), at the next step or at the end of training."""
@@ -235,12 +266,16 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
 
         def flush(self) -> None:
             if self.pending is not None:
-                reporter.report(dict(self.pending), None)
+                reporter.report(with_losses(self.pending), None)
                 self.pending = None
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs and isinstance(logs["loss"], int | float):
+                losses.add(state.global_step, logs["loss"])
 
         def on_evaluate(self, args, state, control, metrics=None, **kw):
             self.flush()
-            row = dev_row(metrics or {}, state.epoch, state.global_step, src)
+            row = dev_row(metrics or {}, state.epoch, state.global_step, src, task.main_metric)
             history.append(row)
             self.pending = self.last = row
 
@@ -250,7 +285,7 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
             best = out / f"checkpoint-{state.best_global_step}" if state.best_global_step else None
             if ckpt.is_dir() and best is not None and best != ckpt and best.is_dir():
                 add_best_weights(ckpt, best)
-            reporter.report(dict(self.pending or self.last), str(ckpt) if ckpt.is_dir() else None)
+            reporter.report(with_losses(self.pending or self.last), str(ckpt) if ckpt.is_dir() else None)
             self.pending = None
 
         def on_step_begin(self, args, state, control, **kw):
@@ -270,4 +305,5 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
+    trainer.losses = losses  # the training-loss log (the final report carries what no dev report did)
     return trainer, history
