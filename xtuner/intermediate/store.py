@@ -67,6 +67,7 @@ class Stage1Store:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.key}-", dir=target.parent))
         try:
+            (tmp / ENCODER).mkdir()  # pyarrow copies a folder's files into an existing local folder
             pafs.copy_files(join(self.folder, ENCODER), str(tmp / ENCODER))
             pafs.copy_files(join(self.folder, DONE), str(tmp / DONE))
             try:
