@@ -28,7 +28,7 @@ from typing import Any
 from xtuner.cluster.redact import redact_text
 from xtuner.errors import XtunerError
 from xtuner.progress import fit_line, fmt_seconds, line_width
-from xtuner.sweep.report import fmt_params, summary_markdown
+from xtuner.sweep.report import end_detail, fmt_params, summary_markdown
 from xtuner.sweep.space import SweepPlan
 from xtuner.sweep.state import FINISHED, STATE_FILE, SweepState, TrialRecord, exists, join
 from xtuner.sweep.tracker import TrackingQueue, short_http_timeouts
@@ -326,7 +326,7 @@ class SweepEvents:
             writer, result = self.writer, dict(result)
             self._track(lambda: writer.log_dev(rec, result, step), f"log trial {trial_id}'s dev metrics")
         self.save()
-        at = f"step {step} (epoch {epoch:.2g})" if by_steps else f"epoch {epoch:g}"
+        at = f"step {step} (epoch {epoch:.2f})" if by_steps else f"epoch {epoch:g}"
         elapsed = fmt_seconds(time.time() - (rec.start_time or time.time()))
         self._line(rec, "dev", fmt_params(rec.searched_values()),
                    f"{at}: {rec.main_metric} {float(result[key]):.1f} ({elapsed})")  # fmt: skip
@@ -426,20 +426,7 @@ class SweepEvents:
                         persist=True)  # fmt: skip
         self.save()
         secs = rec.end_time - (rec.start_time or rec.end_time)
-        main = rec.main_metric
-        if rec.state == "done":
-            others = [v for k, v in rec.final.items() if k.startswith("test/") and k.endswith("/" + main)
-                      and k.split("/")[1] not in ("en", "avg", "gap")]  # fmt: skip
-            detail = f"dev {rec.best_dev:.1f}" if rec.best_dev is not None else ""
-            if f"test/en/{main}" in rec.final:
-                detail += f" en {rec.final[f'test/en/{main}']:.1f}"
-            if others:
-                detail += f" others {sum(others) / len(others):.1f}"
-        elif rec.state == "pruned":
-            last = rec.dev_curve[-1] if rec.dev_curve else [0, float("nan")]
-            detail = f"at epoch {last[0]:g}, dev {last[1]:.1f}"
-        else:
-            detail = (rec.error or "").splitlines()[0][:160] if rec.error else ""
+        detail = end_detail(rec)
         self._line(rec, rec.state, fmt_params(rec.searched_values()), f"{detail}, {fmt_seconds(secs)}".lstrip(", "))
 
     # ------------------------------------------------------------------------------------------ helpers

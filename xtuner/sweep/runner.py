@@ -270,4 +270,10 @@ def sweep_status(name_or_path: str, storage: str | None = None, console: Console
     console.print(status_table(state))
     for table in results_tables(state):
         console.print(table)
+    from xtuner.sweep.export import sweep_state
+
+    where = sweep_state(state, sweep_dir)
+    hint = f"; continue with: xtuner sweep resume {sweep_dir}" if where == "stopped" else ""
+    parent = f"; MLflow parent run {state.parent_run_id}" if state.parent_run_id else ""
+    console.print(f"sweep {state.name}: {where}{parent}{hint}", soft_wrap=True)
     return state
