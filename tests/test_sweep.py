@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import per_language_csv
+from export_checks import check_exports, check_progress_lines
 from faults import one_done_one_started, wait_for_state
 from mlflow.tracking import MlflowClient
 
@@ -123,10 +124,11 @@ def test_grid_sweep_builds_the_mlflow_run_tree(
         ]
         assert float(rows[1].split(",")[1]) == pytest.approx(m["test/en/accuracy"], abs=1e-3)
 
-    capsys.readouterr()
+    check_progress_lines(capsys.readouterr().out, state)  # a line per dev evaluation, within 100 columns
     assert cli_main(["sweep", "status", "grid", "--storage", str(tmp_path / "results")]) == 0
     out = capsys.readouterr().out
     assert "3 done" in out and "1 nonfinite" in out and "synth-xnli (accuracy" in out
+    check_exports(tmp_path / "results", "grid", state, capsys)  # status --json, list, results(), Ray's analysis
 
 
 def test_optuna_search_with_sqlite_tracking(ray_cluster, tiny_model, tmp_path) -> None:
@@ -195,6 +197,7 @@ def test_resume_after_killing_the_driver(ray_cluster, mlflow_server, tiny_model,
                           alive=lambda: driver.poll() is None):  # fmt: skip
             time.sleep(1.0)
         assert driver.poll() is None, (tmp_path / "driver.log").read_text()
+        assert f"connecting to Ray at {ray_cluster} ..." in (tmp_path / "driver.log").read_text()  # a line while Ray starts
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
     finally:

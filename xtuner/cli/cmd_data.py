@@ -48,9 +48,9 @@ def prepare(args: argparse.Namespace) -> int:
         job = _job(trial["task"], trial)
         jobs.setdefault((job.task, job.ctx.data_dir, tuple(sorted(job.ctx.splits.items())), job.languages,
                          job.eval_split, job.dev_split), job)  # fmt: skip
-    done = prepare_jobs(jobs.values())
-    for task, split, lang, rows in done:
-        print(f"  {task.name:14s} {split:10s} {lang:4s} {rows:>8,d} rows")
+    print(f"preparing the data of {len(spec.tasks)} task(s); a line per split as it is ready", flush=True)
+    done = prepare_jobs(jobs.values(), on_split=lambda i, n, line: print(f"  [{i:>{len(str(n))}}/{n}] {line}",
+                                                                         flush=True))  # fmt: skip
     print(
         f"all {len(done)} splits of {len(spec.tasks)} task(s) load; downloads, if any, are now in the datasets cache"
     )

@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     sb = ssub.add_parser("submit", help="run a sweep on a Ray cluster (job submission; docs/cluster.md)")
     sb.add_argument("spec", help="spec file inside the working directory (it is what gets uploaded)")
-    sb.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://127.0.0.1:8265")
+    sb.add_argument("--address", help="the cluster's dashboard, e.g. http://127.0.0.1:8265 (default: $RAY_ADDRESS, as "
+                                      "for `ray job submit`)")  # fmt: skip
     sb.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for run")
     sb.add_argument("--tracking-uri", help="MLflow URI as the driver on the head sees it")
     sb.add_argument("--storage", help="storage for Tune state and checkpoints, e.g. s3://bucket/sweeps")
@@ -54,7 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     st = ssub.add_parser("status", help="table of a sweep's trials: state, params, dev metric, best")
     st.add_argument("sweep", help="sweep name (under --storage) or its folder")
     st.add_argument("--storage", help="where to look for the sweep name (default ./xtuner_results)")
+    st.add_argument("--json", action="store_true",
+                    help="one JSON object: state, MLflow parent run, best configs, trials (config, status, metrics)")  # fmt: skip
     st.set_defaults(func=status)
+
+    ls = ssub.add_parser("list", help="the sweeps in a storage folder: state, trial counts, dates")
+    ls.add_argument("--storage", help="the storage folder (default ./xtuner_results)")
+    ls.add_argument("--json", action="store_true", help="a JSON list instead of the table")
+    ls.set_defaults(func=list_)
 
     sy = ssub.add_parser("sync", help="write to MLflow what a sweep's tracking missed (no duplicates)")
     sy.add_argument("sweep", help="sweep name (under --storage) or its folder")
@@ -79,12 +87,13 @@ def resolve_spec_path(spec: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from xtuner.cli.common import parse_set
     from xtuner.sweep.report import print_plan
-    from xtuner.sweep.runner import load_plan, run_sweep
+    from xtuner.sweep.runner import check_dry_run, load_plan, run_sweep
 
     plan = load_plan(resolve_spec_path(args.spec), parse_set(args.set), tracking_uri=args.tracking_uri,
                      storage=args.storage)  # fmt: skip
     if args.dry_run:
         print_plan(plan)
+        check_dry_run(plan, args.overwrite)  # after the plan: the error is the last line, as the real run's
         return 0
     state = run_sweep(plan, overwrite=args.overwrite, quiet=args.quiet)
     return 0 if state.finished else 1
@@ -92,11 +101,16 @@ def run(args: argparse.Namespace) -> int:
 
 def submit(args: argparse.Namespace) -> int:
     """Validate here (the cluster only sees the file), then submit `python -m xtuner sweep run SPEC ...`."""
+    import os
+
     from xtuner.cli.common import parse_set
     from xtuner.cluster.submit import submit as submit_job
     from xtuner.cluster.submit import withheld_env
     from xtuner.sweep.runner import load_plan
 
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise XtunerError("sweep submit: no cluster address: pass --address http://HEAD:8265 or set RAY_ADDRESS")
     spec = resolve_spec_path(args.spec)
     plan = load_plan(spec, parse_set(args.set), tracking_uri=args.tracking_uri, storage=args.storage)
     extra = [a for item in args.set for a in ("--set", item)]
@@ -107,7 +121,7 @@ def submit(args: argparse.Namespace) -> int:
         print(f"note: not forwarding {', '.join(withheld)} to the job: Ray writes a job's environment into its logs "
               "and dashboard. Give the driver its MLflow credentials in ~/.mlflow/credentials on the head "
               "(docs/cluster.md, Security)", file=sys.stderr)  # fmt: skip
-    job = submit_job(spec, args.address, working_dir=args.working_dir, extra_args=extra, wait=args.wait)
+    job = submit_job(spec, address, working_dir=args.working_dir, extra_args=extra, wait=args.wait)
     print(f"submitted sweep {plan.spec.name} ({plan.n_trials} trials) as job {job}")
     return 0
 
@@ -121,10 +135,50 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    if args.json:
+        import json
+
+        from xtuner.sweep.export import load, status_dict
+
+        state, sweep_dir = load(args.sweep, args.storage)
+        print(json.dumps(status_dict(state, sweep_dir), indent=1, default=str))
+        return 0
     from xtuner.sweep.runner import sweep_status
 
     sweep_status(args.sweep, args.storage)
     return 0
+
+
+def list_(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from xtuner.sweep.export import DEFAULT_STORAGE, list_sweeps
+
+    sweeps = list_sweeps(args.storage)
+    if args.json:
+        print(json.dumps(sweeps, indent=1))
+        return 0
+    where = args.storage or DEFAULT_STORAGE
+    if not sweeps:
+        print(f"no sweeps in {where}")
+        return 0
+    table = Table(title=f"sweeps in {where}")
+    for col in ("sweep", "state", "trials", "started (UTC)", "last trial end (UTC)"):
+        table.add_column(col)
+    for s in sweeps:
+        counts = ", ".join(f"{n} {k}" for k, n in s.get("counts", {}).items()) or s.get("error", "-")
+        table.add_row(s["sweep"], s["state"], counts, _day(s.get("started_at")), _day(s.get("last_trial_end")))
+    from xtuner.progress import line_width
+
+    Console(width=line_width()).print(table)
+    return 0
+
+
+def _day(iso: str | None) -> str:
+    return iso.replace("T", " ")[:16] if iso else "-"
 
 
 def sync(args: argparse.Namespace) -> int:

@@ -16,10 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="builtin:tiny-xlmr")
     p.add_argument("--method", default="finetune", help="finetune | deep_prompt | soft_prompt | lora")
     p.add_argument("--psl", type=int, help="prompt length (prompt methods only)")
-    p.add_argument(
-        "--lr", type=float,
-        help="learning rate (default: the protocol's, else 1e-4 finetune, 1e-3 lora, 1e-2/3e-2 prompt methods)",
-    )  # fmt: skip
+    p.add_argument("--lr", type=float, help=LazyHelp(lr_help))
     p.add_argument("--epochs", type=float, help="default: the protocol's, else 3")
     p.add_argument("--batch-size", type=int, help="default: the protocol's, else 32")
     p.add_argument("--protocol", help="a reference recipe (`xtuner protocols`): fills every setting not given")
@@ -44,29 +41,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-DEFAULT_LR = {"finetune": 1e-4, "lora": 1e-3, "deep_prompt": 1e-2, "soft_prompt": 3e-2}
+class LazyHelp(str):
+    """A help text computed when help is printed (argparse formats it with ``help % params``), so that building
+    the parser does not import the method registry (torch) for every command."""
+
+    def __new__(cls, make):
+        text = super().__new__(cls, "(computed when shown)")
+        text.make = make
+        return text
+
+    def __mod__(self, params):
+        return self.make() % params
+
+
+def default_lrs() -> dict[str, float]:
+    """Each registered method's own default learning rate (`Method.default_lr`)."""
+    from xtuner.methods import get_method, method_names
+
+    return {name: get_method(name).default_lr for name in method_names()}
+
+
+def lr_help() -> str:
+    lrs = ", ".join(f"{name} {lr:g}" for name, lr in default_lrs().items())
+    return f"learning rate (default: the protocol's, else the method's own: {lrs})"
 
 
 class ConsoleReporter:
+    """`run_trial`'s reporter for the terminal: each en-dev evaluation as a line, and `progress` (stages, a progress
+    bar with ETA for the training steps and the per-language evaluation; plain lines when stderr is not a
+    terminal)."""
+
     def __init__(self, quiet: bool) -> None:
+        from xtuner.progress import ConsoleProgress, NullProgress
+
         self.quiet = quiet
+        self.progress = NullProgress() if quiet else ConsoleProgress(sys.stderr)
 
     def report(self, metrics: dict[str, float], checkpoint_dir: str | None = None) -> None:
         if self.quiet or "done" in metrics:
             return
-        dev = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items() if k.startswith("dev/"))
-        print(
-            f"  epoch {metrics.get('epoch', 0):.2f} step {int(metrics.get('step', 0))}: en-dev {dev}",
-            file=sys.stderr,
-        )
+        from xtuner.progress import fit_line
+
+        dev = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()
+                        if k.startswith("dev/") and k != "dev/en/main")  # fmt: skip
+        step = f"  epoch {metrics.get('epoch', 0):.2f} step {int(metrics.get('step', 0))}:"
+        self.progress.log(fit_line(step, f"en-dev {dev}", ""))
 
     def resume_from(self) -> str | None:
         return None
 
 
 def run(args: argparse.Namespace) -> int:
-    from xtuner.trial import run_trial
-
     config = {"task": args.task, "model": args.model, "method": args.method, "seed": args.seed}
     given = {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "psl": args.psl,
              "data_dir": args.data_dir, "protocol": args.protocol, "train_data": args.train_data,
@@ -78,13 +103,25 @@ def run(args: argparse.Namespace) -> int:
         config["predictions_dir"] = str(Path(args.predictions).expanduser().absolute())
     if args.representations:
         config["representation_rows"] = args.representations
-    config.update(parse_set(args.set))
+    sets = parse_set(args.set)
+    config.update(sets)
+    if not args.json:  # a first sign of life before the slow imports (torch, transformers)
+        print(f"trial: {args.task} / {config['method']} / {config['model']}", file=sys.stderr, flush=True)
+        print("  loading torch and transformers ...", file=sys.stderr, flush=True)
+    check_set_keys(sets, str(config["method"]))
     if not config.get("protocol") and "lr" not in config:  # a protocol brings its own lr
-        config["lr"] = DEFAULT_LR.get(args.method, 1e-4)
+        config["lr"] = default_lrs().get(str(config["method"]), 1e-4)
     if not args.json:
         lr = config.get("lr", "from protocol " + str(config.get("protocol")))
-        print(f"trial: {args.task} / {args.method} / {config['model']} / lr {lr}", file=sys.stderr)
-    result = run_trial(config, ConsoleReporter(quiet=args.json))
+        print(f"  lr {lr}, seed {config['seed']}", file=sys.stderr, flush=True)
+    from xtuner.trial import run_trial
+
+    reporter = ConsoleReporter(quiet=args.json)
+    try:
+        result = run_trial(config, reporter)
+    finally:
+        if hasattr(reporter.progress, "close"):
+            reporter.progress.close()
     if args.json:
         keys = ("task", "method", "eval_split", "main_metric", "test", "avg", "gap", "dev", "trainable_params",
                 "total_params", "train_seconds", "eval_seconds")  # fmt: skip
@@ -96,6 +133,23 @@ def run(args: argparse.Namespace) -> int:
     if result.get("predictions"):
         print(f"per-example predictions in {result['predictions']}", file=sys.stderr)
     return 0
+
+
+def check_set_keys(sets: dict, method: str) -> None:
+    """Every --set key is a trial setting or a setting of `method`; else one error with a did-you-mean hint."""
+    from xtuner.errors import XtunerError
+    from xtuner.methods import get_method
+    from xtuner.sweep.spec import close_match
+    from xtuner.trial import TrialConfig
+
+    common = sorted(k for k in TrialConfig.model_fields if k != "method_settings")
+    own = get_method(method).setting_names()
+    for key in sets:
+        if key not in common and key not in own and key != "method_settings":
+            hint = close_match(key, own) or close_match(key, common)  # the method's own settings first
+            raise XtunerError(f"--set {key}: unknown trial setting" + (f" (did you mean {hint!r}?)" if hint else "")
+                              + f"; settings of {method!r}: {', '.join(own) or '(none)'}; trial settings: "
+                              + ", ".join(common))  # fmt: skip
 
 
 def print_result(result: dict) -> None:

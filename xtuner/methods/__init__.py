@@ -7,6 +7,9 @@ from outside the package register through the ``xtuner.methods`` entry-point gro
 A method is a record (:class:`Method`): a name, its own pydantic settings model (unknown settings are errors:
 ``psl`` is not a ``finetune`` setting) and a build function. :func:`build_model` is the one entry point that
 validates settings, loads the backbone config (bad paths fail here, before any training) and builds.
+
+Importing this package, listing the methods and validating settings import neither torch nor transformers nor peft
+(see ``_base``); `build_model` and the encoder helpers (`backbone_of`, `encoder_hidden_states`) load them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from pydantic import BaseModel, ValidationError
 
 from xtuner.errors import XtunerError
 from xtuner.methods._base import BuildRequest, BuiltModel, Method, MethodSettings, load_config
-from xtuner.methods._encode import backbone_of, encoder_hidden_states
 from xtuner.registry import Registry
 from xtuner.tasks.base import HeadType
 
@@ -78,6 +80,14 @@ def build_model(
         classifier_dropout=classifier_dropout,
     )
     return BuiltModel.wrap(spec.build(request, parsed), method)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("backbone_of", "encoder_hidden_states"):  # torch: loaded on first use
+        from xtuner.methods import _encode
+
+        return getattr(_encode, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -5,6 +5,10 @@ setting that belongs to another method is an error) and a ``build(request, setti
 Every method loads its backbone through ``AutoConfig``/``AutoModel*.from_pretrained(path)``, so hub ids and local
 directories take the same path; :func:`load_config` checks the path first and turns loading failures into an
 :class:`XtunerError` that names the path.
+
+This module, the method modules (``finetune.py``, ``deep_prompt.py``, ...) and their settings import neither torch
+nor transformers nor peft: validating a sweep (every method setting of every trial) needs only pydantic. The model
+code lives in private modules (``_deep_prompt_model.py``, ...) that a method's ``build`` imports when it runs.
 """
 
 from __future__ import annotations
@@ -13,23 +17,16 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 from pydantic import BaseModel, ConfigDict
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    PretrainedConfig,
-    PreTrainedModel,
-)
 
 from xtuner.errors import XtunerError
 from xtuner.tasks.base import HeadType
+
+if TYPE_CHECKING:  # torch and transformers load only when a model is built: validating a sweep needs neither
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel
 
 
 class MethodSettings(BaseModel):
@@ -57,7 +54,7 @@ class BuildRequest:
         return value if value is not None else getattr(self.config, "hidden_dropout_prob", 0.1)
 
 
-BuildFn = Callable[[BuildRequest, MethodSettings], torch.nn.Module]
+BuildFn = Callable[[BuildRequest, MethodSettings], "torch.nn.Module"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +63,7 @@ class Method:
     settings: type[MethodSettings]
     build: BuildFn
     description: str = ""
+    default_lr: float = 1e-4  # the learning rate `xtuner trial` uses when neither --lr nor a protocol gives one
 
     def setting_names(self) -> list[str]:
         return sorted(self.settings.model_fields)
@@ -112,6 +110,10 @@ class BuiltModel:
 
 def load_config(model_path: str, *, trust_remote_code: bool = False) -> PretrainedConfig:
     """AutoConfig of `model_path` (local dir or hub id); a path that is neither raises XtunerError."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+    from transformers import AutoConfig
+
     if not Path(model_path).expanduser().exists():
         try:
             validate_repo_id(model_path)
@@ -129,6 +131,13 @@ def load_config(model_path: str, *, trust_remote_code: bool = False) -> Pretrain
 def load_task_model(request: BuildRequest) -> PreTrainedModel:
     """The stock transformers head model for `request.head` (AutoModelFor*; the bare AutoModel for a retrieval
     task, which has no head), all parameters trainable."""
+    from transformers import (
+        AutoModel,
+        AutoModelForQuestionAnswering,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
+
     auto = {
         HeadType.SEQUENCE_CLASSIFICATION: AutoModelForSequenceClassification,
         HeadType.TOKEN_CLASSIFICATION: AutoModelForTokenClassification,

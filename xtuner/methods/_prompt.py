@@ -26,7 +26,6 @@ import dataclasses
 from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.loss.loss_utils import LOSS_MAPPING
@@ -37,21 +36,9 @@ from transformers.modeling_outputs import (
 )
 
 from xtuner.errors import XtunerError
-from xtuner.methods._base import BuildRequest, MethodSettings
+from xtuner.methods._base import BuildRequest
+from xtuner.methods._prompt_settings import PromptSettings as PromptSettings  # re-exported
 from xtuner.tasks.base import HeadType
-
-
-class PromptSettings(MethodSettings):
-    psl: int = Field(
-        16, gt=0, description="prompt length: number of virtual tokens / prefix vectors per layer"
-    )
-    prefix_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the prompt/prefix vectors")
-    prefix_projection: bool = Field(False, description="reparameterise the prompt through a 2-layer tanh MLP")
-    prefix_hidden_size: int = Field(512, gt=0, description="hidden size of that MLP")
-    backbone_dropout: float | None = Field(
-        None, ge=0, lt=1,
-        description="hidden dropout inside the frozen backbone (and the head); None keeps the model's own",
-    )  # fmt: skip
 
 
 def with_backbone_dropout(request: BuildRequest, dropout: float | None) -> BuildRequest:

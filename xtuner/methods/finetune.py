@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from xtuner.methods import register_method
 from xtuner.methods._base import BuildRequest, Method, MethodSettings, load_task_model
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class FinetuneSettings(MethodSettings):
@@ -22,5 +25,6 @@ register_method(
         settings=FinetuneSettings,
         build=build,
         description="full fine-tuning with the standard transformers task head",
+        default_lr=1e-4,
     )
 )

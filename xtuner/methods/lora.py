@@ -7,20 +7,23 @@ the low-rank adapters on ``target_modules``.
 
 from __future__ import annotations
 
-from peft import LoraConfig, TaskType, get_peft_model
+from typing import TYPE_CHECKING
+
 from pydantic import Field
-from torch import nn
 
 from xtuner.errors import XtunerError
 from xtuner.methods import register_method
 from xtuner.methods._base import BuildRequest, Method, MethodSettings, load_task_model
 from xtuner.tasks.base import HeadType
 
-TASK_TYPES = {
-    HeadType.SEQUENCE_CLASSIFICATION: TaskType.SEQ_CLS,
-    HeadType.TOKEN_CLASSIFICATION: TaskType.TOKEN_CLS,
-    HeadType.EXTRACTIVE_QA: TaskType.QUESTION_ANS,
-    HeadType.RETRIEVAL: TaskType.FEATURE_EXTRACTION,
+if TYPE_CHECKING:  # peft and torch load when a model is built, not when a sweep is validated
+    from torch import nn
+
+TASK_TYPES = {  # peft.TaskType values
+    HeadType.SEQUENCE_CLASSIFICATION: "SEQ_CLS",
+    HeadType.TOKEN_CLASSIFICATION: "TOKEN_CLS",
+    HeadType.EXTRACTIVE_QA: "QUESTION_ANS",
+    HeadType.RETRIEVAL: "FEATURE_EXTRACTION",
 }
 
 
@@ -44,9 +47,11 @@ def head_modules(model: nn.Module) -> list[str]:
 
 
 def build(request: BuildRequest, settings: LoraSettings) -> nn.Module:
+    from peft import LoraConfig, TaskType, get_peft_model
+
     model = load_task_model(request)
     config = LoraConfig(
-        task_type=TASK_TYPES[request.head],
+        task_type=TaskType(TASK_TYPES[request.head]),
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
@@ -65,5 +70,6 @@ register_method(
         settings=LoraSettings,
         build=build,
         description="LoRA adapters (peft) on the attention projections, task head trained in full",
+        default_lr=1e-3,
     )
 )

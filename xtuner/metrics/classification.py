@@ -5,8 +5,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-from seqeval.metrics import f1_score, precision_score, recall_score
-
 from xtuner.errors import XtunerError
 
 
@@ -40,6 +38,8 @@ def seqeval_f1(
     refs = [list(r) for r in references]
     n_tok = sum(len(r) for r in refs)
     tok_correct = sum(a == b for p, r in zip(preds, refs, strict=True) for a, b in zip(p, r, strict=True))
+    from seqeval.metrics import f1_score, precision_score, recall_score  # (sklearn: loaded when scoring)
+
     with warnings.catch_warnings():  # seqeval warns "NOUN seems not to be NE tag" for raw UPOS tags
         warnings.simplefilter("ignore", UserWarning)
         f1 = float(f1_score(refs, preds))

@@ -37,6 +37,7 @@ from xtuner.sweep.state import (
     SweepState,
     exists,
     find_sweep_dir,
+    is_remote,
     join,
     parent,
     sweep_folder,
@@ -74,13 +75,30 @@ def check_sweep(plan: SweepPlan) -> tuple[str, str, str | None]:
 
 def claim_folder(sweep_dir: str, name: str, overwrite: bool) -> None:
     """Under the driver lock: refuse an existing sweep of that name unless `overwrite` (which empties the folder)."""
-    if exists(join(sweep_dir, STATE_FILE)) or exists(join(sweep_dir, "tuner.pkl")):
+    if sweep_exists(sweep_dir):
         if not overwrite:
-            raise XtunerError(
-                f"sweep {name!r} already exists in {str(sweep_dir)!r}: resume it with `xtuner sweep resume "
-                f"{sweep_dir}`, pick another name (--set name=...), or start over with --overwrite"
-            )
+            raise name_in_use(sweep_dir, name)
         remove_contents(sweep_dir)
+
+
+def sweep_exists(sweep_dir: str) -> bool:
+    return exists(join(sweep_dir, STATE_FILE)) or exists(join(sweep_dir, "tuner.pkl"))
+
+
+def name_in_use(sweep_dir: str, name: str) -> XtunerError:
+    return XtunerError(f"sweep {name!r} already exists in {str(sweep_dir)!r}: resume it with `xtuner sweep resume "
+                       f"{sweep_dir}`, pick another name (--set name=...), or start over with --overwrite")  # fmt: skip
+
+
+def check_dry_run(plan: SweepPlan, overwrite: bool) -> None:
+    """What a dry run can check without writing or connecting anywhere: the sweep name is free in a local storage
+    folder (the real run's error), unless --overwrite."""
+    storage = plan.spec.storage
+    if overwrite or is_remote(storage):
+        return
+    sweep_dir = sweep_folder(storage, plan.spec.name)
+    if sweep_exists(sweep_dir):
+        raise name_in_use(sweep_dir, plan.spec.name)
 
 
 def preflight(plan: SweepPlan, *, overwrite: bool = False) -> tuple[str, str | None]:
@@ -103,6 +121,7 @@ def run_sweep(
         except OSError as e:
             raise XtunerError(f"storage {sweep_dir}: cannot write sweep_spec.yaml ({e.strerror or e})") from None
         events = SweepEvents(plan, sweep_dir, uri, quiet=quiet, overwrite=overwrite)  # opened once Ray is up
+        events.prepare_tracking()  # MLflow's import and store open in a thread while Ray starts
         for line in plan.warnings:
             print(line, file=sys.stderr)
         if not quiet:
@@ -154,6 +173,7 @@ def resume_sweep(
 def _resume(plan: SweepPlan, state: SweepState, sweep_dir: str, uri: str | None, retry_errored: bool, quiet: bool,
             console: Console | None) -> SweepState:  # fmt: skip
     events = SweepEvents(plan, sweep_dir, uri, quiet=quiet)
+    events.prepare_tracking()
     if not quiet:
         left = sum(1 for r in state.trials.values() if r.state not in FINISHED)
         print(f"resuming sweep {state.name} in {sweep_dir}: {len(state.trials)} trials started, {left} unfinished")
@@ -219,6 +239,7 @@ def _finish(events: SweepEvents, console: Console | None, quiet: bool) -> SweepS
             for line in mlflow_hint(state):
                 console.print(line, soft_wrap=True, highlight=False, markup=False)  # no wrapped addresses
         console.print(f"trial table: xtuner sweep status {state.name}")
+    _log_report(events, state, quiet)
     return state
 
 
@@ -236,6 +257,25 @@ def mlflow_hint(state: SweepState) -> list[str]:
     return lines
 
 
+def _log_report(events: SweepEvents, state: SweepState, quiet: bool) -> None:
+    """A finished, fully tracked sweep logs its report (`xtuner report`: plots, HTML, tables) into its parent run;
+    a failure here is one warning line, never a failed sweep."""
+    if not (state.finished and events.tracking_uri and state.parent_run_id) or state.pending():
+        return
+    try:
+        from xtuner.analysis.report import log_sweep_report
+
+        log_sweep_report(state.name, events.tracking_uri, events.plan.spec.experiment)
+    except Exception as e:  # noqa: BLE001 - the report is an extra: the sweep's results are already in MLflow
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        print(redact_text(f"warning: the sweep's report was not logged to MLflow ({type(e).__name__}: {first}); "
+                          f"make it with: xtuner report {state.name}"), file=sys.stderr, flush=True)  # fmt: skip
+        return
+    if not quiet:
+        print(f"report (plots, report.html) logged under report/ of the sweep's parent run; tables: xtuner report "
+              f"{state.name}")  # fmt: skip
+
+
 def sweep_status(name_or_path: str, storage: str | None = None, console: Console | None = None) -> SweepState:
     sweep_dir = find_sweep_dir(name_or_path, storage)
     state = SweepState.load(join(sweep_dir, STATE_FILE))
@@ -243,4 +283,10 @@ def sweep_status(name_or_path: str, storage: str | None = None, console: Console
     console.print(status_table(state))
     for table in results_tables(state):
         console.print(table)
+    from xtuner.sweep.export import sweep_state
+
+    where = sweep_state(state, sweep_dir)
+    hint = f"; continue with: xtuner sweep resume {sweep_dir}" if where == "stopped" else ""
+    parent = f"; MLflow parent run {state.parent_run_id}" if state.parent_run_id else ""
+    console.print(f"sweep {state.name}: {where}{parent}{hint}", soft_wrap=True)
     return state

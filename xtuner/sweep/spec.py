@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from xtuner.errors import XtunerError
+from xtuner.intermediate.settings import IntermediateSettings, Variant
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MAX_NAME_LENGTH = 100
@@ -82,9 +83,31 @@ class CheckpointSpec(_Strict):
     keep_finished: bool = False  # keep the checkpoints of finished trials (they are only needed to resume)
 
 
+class IntermediateSpec(IntermediateSettings):
+    """``tasks.<task>.intermediate``: the stage-1 settings, and the variants searched like any other setting."""
+
+    variant: list[Variant] = Field(description="none | en | multi, or a list of them (a sweep axis)")
+
+    @field_validator("variant", mode="before")
+    @classmethod
+    def _listed(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("variant")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("a non-empty list of distinct variants (none, en, multi)")
+        return v
+
+    def settings(self) -> IntermediateSettings:
+        return IntermediateSettings.model_validate(self.model_dump(exclude={"variant"}))
+
+
 class TaskOverride(_Strict):
     trial: dict[str, Any] = Field(default_factory=dict)
     methods: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    intermediate: IntermediateSpec | None = None  # an intermediate stage before this task (xtuner/intermediate)
 
 
 class SweepSpec(_Strict):
@@ -117,6 +140,7 @@ class SweepSpec(_Strict):
     representations: int = Field(0, ge=0)
     _where: str = PrivateAttr("sweep spec")  # file name for messages
     _text: str | None = PrivateAttr(None)  # YAML text, for line numbers in messages
+    _overrides: tuple[str, ...] = PrivateAttr(())  # the --set keys (dotted): errors there name them, not a line
 
     @model_validator(mode="before")
     @classmethod
@@ -154,11 +178,30 @@ class SweepSpec(_Strict):
         return self.tracking.experiment or f"xtuner-{self.name}"
 
     def error(self, loc: list[str], message: str) -> XtunerError:
-        """An XtunerError for the field at `loc`: `file: line N: a.b.c: message`."""
+        """An XtunerError for the field at `loc`: `file: line N: a.b.c: message`, or `--set a.b=...: message` when
+        a --set override gave that value."""
+        given = set_override(self._overrides, loc)
+        if given:
+            return XtunerError(f"{blame_set(given, loc)}{message}")
         line = yaml_line(self._text, loc) if self._text else None
         return XtunerError(
             f"{self._where}: {'line ' + str(line) + ': ' if line else ''}{'.'.join(loc)}: {message}"
         )
+
+
+def set_override(overrides: tuple[str, ...] | list[str], loc: list[str]) -> str | None:
+    """The override KEY (dotted) that gave the value at `loc`, a value inside it, or the mapping that holds it."""
+    for dotted in overrides:
+        parts = dotted.split(".")
+        if [str(p) for p in loc[: len(parts)]] == parts or parts[: len(loc)] == [str(p) for p in loc]:
+            return dotted
+    return None
+
+
+def blame_set(dotted: str, loc: list[str]) -> str:
+    """``--set a.b: `` (plus the field's path when the problem is at another level than the key given)."""
+    path = ".".join(str(p) for p in loc)
+    return f"--set {dotted}: " + ("" if path == dotted else f"{path or '(top level)'}: ")
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -193,8 +236,11 @@ def load_spec(
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
-        raise XtunerError(f"{where}: {format_validation_error(e, text)}") from None
-    spec._where, spec._text = where, text
+        keys = list(overrides or {})
+        blamed = all(set_override(keys, [str(p) for p in err["loc"]]) for err in e.errors())
+        message = format_validation_error(e, text, overrides=keys)
+        raise XtunerError(message if blamed else f"{where}: {message}") from None
+    spec._where, spec._text, spec._overrides = where, text, tuple(overrides or {})
     return spec
 
 
@@ -281,22 +327,24 @@ def _apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
     return out
 
 
-def format_validation_error(e: ValidationError, text: str | None = None, model: type = SweepSpec) -> str:
+def format_validation_error(e: ValidationError, text: str | None = None, model: type = SweepSpec,
+                            overrides: list[str] | None = None) -> str:  # fmt: skip
     parts = []
     for err in e.errors():
         loc = [str(p) for p in err["loc"]]
         path = ".".join(loc) or "(top level)"
-        line = yaml_line(text, loc) if text else None
-        at = f"line {line}: " if line else ""
+        given = set_override(overrides or [], loc)
+        line = yaml_line(text, loc) if text and not given else None
+        at = blame_set(given, loc) if given else (f"line {line}: " if line else "") + f"{path}: "
         if err["type"] == "extra_forbidden":
             valid = _valid_keys(model, loc[:-1])
             hint = close_match(loc[-1], valid)
             msg = f"unknown key {loc[-1]!r}" + (f" (did you mean {hint!r}?)" if hint else "")
             msg += f"; valid keys here: {', '.join(valid)}" if valid else ""
-            parts.append(f"{at}{path}: {msg}")
+            parts.append(f"{at}{msg}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{at}{path}: {msg}")
+            parts.append(f"{at}{msg}")
     return "; ".join(parts)
 
 

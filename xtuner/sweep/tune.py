@@ -9,7 +9,8 @@
   `worker_plan`: the plan without the tracking URI, storage URI and description.
 - `EventsCallback` forwards Tune's events to `SweepEvents`, signs the experiment state Tune stages for upload
   (`get_state`), and ends Tune's loop on a storage failure (`check_fatal`).
-- A local Ray binds to loopback only (`init_ray`, `loopback_only`); joining a cluster keeps Ray's defaults.
+- A local Ray binds to loopback only (`init_ray`, `loopback_only`), and its worker processes import what trials
+  need as they start (`xtuner.trial.warm`); joining a cluster keeps Ray's defaults.
 - Resources per method (`tune.with_resources` with a function of the config; fractional GPUs allowed),
   ``FailureConfig(max_failures)``, ``CheckpointConfig(num_to_keep)``, ``reuse_actors=True`` (run_trial keeps no
   state between calls), ``RAY_CHDIR_TO_TRIAL_DIR=0``; Ray's own console output is off (verbose 0, no worker
@@ -21,18 +22,30 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+from ray.tune.result import EXPR_PARAM_FILE, EXPR_PARAM_PICKLE_FILE, EXPR_RESULT_FILE
 from ray.tune.schedulers import FIFOScheduler
 
 from xtuner.errors import XtunerError
 from xtuner.sweep import signing
 from xtuner.sweep.events import FINAL, MAIN, NONFINITE, REPLAY, SweepEvents
 from xtuner.sweep.space import SweepPlan
-from xtuner.sweep.state import PREDICTIONS, STATE_FILE, WEIGHTS, join, list_names, remove_tree, sweep_folder
+from xtuner.sweep.state import (
+    INTERMEDIATE,
+    PREDICTIONS,
+    STATE_FILE,
+    WEIGHTS,
+    join,
+    list_names,
+    remove_tree,
+    sweep_folder,
+)
 from xtuner.sweep.tune_search import GroupedASHA, search_setup
 
 
@@ -88,14 +101,19 @@ def worker_plan(plan: SweepPlan) -> SweepPlan:
 
 
 def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = None,
-                   weights_root: str | None = None, predictions_root: str | None = None):  # fmt: skip
+                   weights_root: str | None = None, predictions_root: str | None = None,
+                   intermediate_root: str | None = None):  # fmt: skip
     """The trainable; `replay` maps trials that finished before a resume to the result they report at once;
     `weights_root` (``<sweep>/weights``) is where trials keep their weights (spec ``keep_weights``),
-    `predictions_root` (``<sweep>/predictions``) where they write their per-example test predictions."""
+    `predictions_root` (``<sweep>/predictions``) where they write their per-example test predictions,
+    `intermediate_root` (``<storage>/_intermediate``) where they share their stage-1 results."""
     plan = worker_plan(plan)
 
     def xtuner_trial(config: dict[str, Any]) -> None:
         from xtuner.trial import NonFiniteLossError, run_trial
+        from xtuner.trial.warm import match_ray_threads
+
+        match_ray_threads()  # a worker warmed before Ray set OMP_NUM_THREADS (xtuner.trial.warm)
 
         trial_id = tune.get_context().get_trial_id()
         if replay and trial_id in replay:
@@ -108,6 +126,8 @@ def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = N
             flat["weights_dir"] = join(weights_root, trial_id)
         if predictions_root and flat.get("predictions", True):
             flat["predictions_dir"] = join(predictions_root, trial_id)
+        if intermediate_root and flat.get("intermediate_variant", "none") != "none":
+            flat["intermediate_dir"] = intermediate_root  # stage-1 results shared by the storage's sweeps
         try:
             run_trial(flat, reporter)
         except NonFiniteLossError as e:
@@ -200,6 +220,18 @@ class EventsCallback(tune.Callback):
         self.events.experiment_end()
 
 
+class ResultsJson(JsonLoggerCallback):
+    """Ray's own JSON logger: ``result.json`` (every result, the final test metrics included) and ``params.json`` in
+    each trial folder, which Ray's ``ExperimentAnalysis(<storage>/<name>)`` reads; without its ``params.pkl``, a
+    pickle that a resume would have to trust (`xtuner.sweep.signing`), and that nothing reads."""
+
+    _SAVED_FILE_TEMPLATES = [EXPR_RESULT_FILE, EXPR_PARAM_FILE]
+
+    def update_config(self, trial, config) -> None:
+        super().update_config(trial, config)
+        Path(trial.local_path, EXPR_PARAM_PICKLE_FILE).unlink(missing_ok=True)
+
+
 def remove_checkpoints(trial_path: str) -> None:
     try:
         for name in list_names(trial_path):
@@ -240,10 +272,13 @@ def init_ray(num_cpus: int | None = None) -> bool:
         # RAY_ADDRESS (set by `ray job submit`, or by a user) joins a cluster; otherwise start a private local
         # instance rather than auto-joining whatever /tmp/ray names (a stale address there hangs the driver)
         address = os.environ.get("RAY_ADDRESS") or "local"
+        runtime_env = None
         if address == "local":
             loopback_only()
+            if os.environ.get("XTUNER_WARM_WORKERS", "1") != "0":  # idle workers import what trials need
+                runtime_env = {"worker_process_setup_hook": "xtuner.trial.warm.warm_imports"}
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=True)  # fmt: skip
+                 logging_level=logging.ERROR, configure_logging=True, runtime_env=runtime_env)  # fmt: skip
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     return started
@@ -278,11 +313,19 @@ def check_cluster(plan: SweepPlan) -> None:
 def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = False, retry_errored: bool = False,
         replay: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
     """Run (or resume) the sweep to the end; results arrive through `events`."""
+    t0 = time.time()
+    if not events.quiet and not ray.is_initialized():  # a local Ray takes ~20 s to start: say so
+        where = os.environ.get("RAY_ADDRESS")
+        print(f"connecting to Ray at {where} ..." if where else "starting a local Ray ...", flush=True)
     started = init_ray()
+    if started and not events.quiet:
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        print(f"Ray ready in {time.time() - t0:.0f} s ({cpus} CPUs); starting trials", flush=True)
     try:
         check_cluster(plan)
-        events.open()  # state file and MLflow parent run, before any trial starts
+        events.open(background=True)  # state file; the MLflow parent run opens while Tune starts
         _fit(plan, storage, events, resume, retry_errored, replay)
+        events.parent_ready()  # (a short sweep may end before the parent run is open)
         events.check_fatal()  # a storage failure noticed after Tune's last step
     finally:
         if started:
@@ -292,7 +335,8 @@ def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = Fa
 def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry_errored: bool,
          replay: dict[str, dict[str, Any]] | None) -> None:  # fmt: skip
     exp_dir = sweep_folder(storage, plan.spec.name)
-    trainable = make_trainable(plan, replay, join(exp_dir, WEIGHTS), join(exp_dir, PREDICTIONS))
+    trainable = make_trainable(plan, replay, join(exp_dir, WEIGHTS), join(exp_dir, PREDICTIONS),
+                               join(storage, INTERMEDIATE))
     callback = EventsCallback(events)
     if resume:
         if not tune.Tuner.can_restore(exp_dir):
@@ -300,9 +344,7 @@ def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry
         signing.verify(exp_dir)  # before Tune unpickles anything of the folder
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_unfinished=True,
                                    resume_errored=retry_errored)  # fmt: skip
-        tuner._local_tuner.get_run_config().callbacks = [
-            callback
-        ]  # fresh callback (the pickled one is stale)
+        tuner._local_tuner.get_run_config().callbacks = [callback, ResultsJson()]  # fresh (the pickled ones are stale)
     else:
         spec = plan.spec
         param_space, search_alg, num_samples = search_setup(plan)
@@ -315,7 +357,7 @@ def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry
                 reuse_actors=True, trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(
-                name=spec.name, storage_path=str(storage), callbacks=[callback], verbose=0,
+                name=spec.name, storage_path=str(storage), callbacks=[callback, ResultsJson()], verbose=0,
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoints.num_to_keep),
             ),

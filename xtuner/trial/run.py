@@ -2,6 +2,8 @@
 
 Reads top-down:
 1. `setup`: validate the flat config, resolve task, model and method settings (all errors before training).
+   With an ``intermediate_variant`` other than none, stage 1 (`xtuner.intermediate.stage1`) runs or is reused
+   first, and its encoder is the backbone from then on; its metrics (``stage1/...``) join the final ones.
 2. `prepare_data`: English train + dev and every target language's test split, tokenised through the on-disk
    cache (keyed by tokenizer, task, language, split, max length), so later trials skip tokenisation.
 3. `build_model`: the method wraps the backbone (xtuner.methods).
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from xtuner.errors import XtunerError
+from xtuner.progress import Progress, progress_of, step_callback
 from xtuner.trial.after import keep_weights, representation_metrics
 from xtuner.trial.config import Reporter, TrialConfig
 
@@ -77,17 +80,27 @@ def quiet_libraries() -> None:
 
 def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     reporter = reporter or NullReporter()
+    progress = progress_of(reporter)  # what the trial is doing, for a person watching (`xtuner trial`)
+    progress.stage("checking the task, model and method settings")
     quiet_libraries()
     if os.environ.get("XTUNER_NUM_THREADS"):  # e.g. 1 on a busy laptop; Ray sets OMP_NUM_THREADS per trial
         import torch
 
         torch.set_num_threads(int(os.environ["XTUNER_NUM_THREADS"]))
     setup = setup_trial(config)
+    stage1 = None
+    if setup.cfg.intermediate_variant != "none":  # stage 1 (xtuner/intermediate): the backbone is its encoder
+        from xtuner.intermediate.stage1 import run_stage1
+
+        progress.stage(f"stage 1: {setup.cfg.intermediate.task} ({setup.cfg.intermediate_variant}), trained or reused")
+        stage1 = run_stage1(setup)
+        setup.model_path = stage1.encoder
     if setup.task.head == "retrieval":  # no training: the encoder is evaluated (xtuner/trial/retrieval.py)
         from xtuner.trial.retrieval import run_retrieval_trial
 
         return run_retrieval_trial(setup, reporter)
-    data = prepare_data(setup)
+    data = prepare_data(setup, progress)
+    progress.stage(f"building the {setup.cfg.method} model from {setup.cfg.model}")
     built = build(setup)
     out_dir, own_dir = _output_dir(setup.cfg)
     try:
@@ -95,7 +108,7 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
         history, losses = train(setup, data, built, reporter, out_dir)
         kept = keep_weights(setup, built)  # the model the trial tests (the best, or the last with selection last)
         t1 = time.time()
-        test, predictions = evaluate(setup, data, built.model)
+        test, predictions = evaluate(setup, data, built.model, progress)
         written = _save_predictions(setup, predictions)
         analysis = representation_metrics(setup, built)
         t2 = time.time()
@@ -110,6 +123,9 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
     extra.update({"predictions_dir": written} if written else {})
     rest = losses.take()
     extra.update({"train/losses": rest} if rest else {})
+    if stage1 is not None:
+        result["metrics"].update(stage1.metrics)
+        result["intermediate_key"] = extra["intermediate_key"] = stage1.key
     reporter.report({**result["metrics"], **extra, "done": 1.0}, None)
     return result
 
@@ -154,7 +170,7 @@ class TrialData:
     prep_seconds: float
 
 
-def prepare_data(setup: Setup) -> TrialData:
+def prepare_data(setup: Setup, progress: Progress | None = None, with_train: bool = True) -> TrialData:
     from xtuner.data.cache import cached_prepare, cached_tokenize
     from xtuner.data.preprocess import select_model_columns
     from xtuner.tasks import LoadContext
@@ -189,17 +205,23 @@ def prepare_data(setup: Setup) -> TrialData:
         return raw, feats
 
     src = task.source_lang
-    _, train_feats = load("train", src, True, cfg.max_train_examples)
+    progress = progress or progress_of(None)
+    progress.start("data", 2 + len(setup.languages), "loading + tokenising splits (cached)")
+    train_feats = load("train", src, True, cfg.max_train_examples)[1] if with_train else None
+    progress.advance("data", 1, f"train/{src}")
     dev_raw, dev_feats = load(cfg.dev_split, src, False, cfg.max_eval_examples)
+    progress.advance("data", 2, f"{cfg.dev_split}/{src}")
     test = {}
-    for lang in setup.languages:  # eval_split "validation": the dev sets; English is then the selection set
+    for i, lang in enumerate(setup.languages, 3):  # eval_split "validation": the dev sets; English is the selection set
         if cfg.eval_split == "validation" and lang == src and cfg.dev_split == "validation":
             raw, feats = dev_raw, dev_feats
         else:
             raw, feats = load(cfg.eval_split, lang, False, cfg.max_eval_examples)
         test[lang] = EvalSplit(lang, raw, feats)
+        progress.advance("data", i, f"{cfg.eval_split}/{lang}")
+    progress.finish("data")
     return TrialData(
-        train=select_model_columns(task, train_feats, True),
+        train=select_model_columns(task, train_feats, True) if with_train else None,
         dev=EvalSplit(src, dev_raw, dev_feats),
         dev_model=select_model_columns(task, dev_feats, False),
         test=test,
@@ -247,6 +269,7 @@ def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Pat
     from xtuner.trial.trainer import make_trainer, restore_checkpoint
 
     trainer, history = make_trainer(setup, data, built, reporter, out_dir)
+    trainer.add_callback(step_callback(progress_of(reporter)))  # steps and ETA for `xtuner trial`
     resume = reporter.resume_from()
     if resume:  # continue where the checkpoint left off, with its dev history and its best model
         try:
@@ -259,14 +282,21 @@ def train(setup: Setup, data: TrialData, built, reporter: Reporter, out_dir: Pat
 
 
 # ------------------------------------------------------------------------------------------------ 5. evaluate
-def evaluate(setup: Setup, data: TrialData, model) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+def evaluate(
+    setup: Setup, data: TrialData, model, progress: Progress | None = None
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Per language: the metrics, and the `Predictions` they were computed from."""
     from xtuner.trial.evaluate import metrics_of
 
+    progress = progress or progress_of(None)
+    progress.start("test", len(data.test), f"zero-shot {setup.cfg.eval_split}, per language")
     test, predictions = {}, {}
-    for lang, split in sorted(data.test.items()):
+    for i, (lang, split) in enumerate(sorted(data.test.items()), 1):
         predictions[lang] = predict(setup, model, split)
         test[lang] = metrics_of(setup.task, predictions[lang], lang)
+        main = test[lang].get(setup.task.main_metric, 0)
+        progress.advance("test", i, f"{lang} {setup.task.main_metric} {main:.1f}")
+    progress.finish("test")
     return test, predictions
 
 

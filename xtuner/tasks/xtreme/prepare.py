@@ -11,7 +11,7 @@ ready that did not load.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from xtuner.errors import XtunerError, unknown_name
@@ -51,8 +51,9 @@ def needed_splits(
     return list(dict.fromkeys(pairs))
 
 
-def prepare_jobs(jobs: Iterable[Job]) -> list[Prepared]:
-    """Load (and cache) every split of every job; one XtunerError lists every split that failed."""
+def prepare_jobs(jobs: Iterable[Job], on_split: Callable[[int, int, str], None] | None = None) -> list[Prepared]:
+    """Load (and cache) every split of every job; one XtunerError lists every split that failed. `on_split(i, n,
+    line)` hears about each split as it is done (or failed)."""
     plan = []
     for job in jobs:
         task = get_task(job.task)
@@ -60,11 +61,15 @@ def prepare_jobs(jobs: Iterable[Job]) -> list[Prepared]:
         plan += [(task, split, lang, job.ctx) for split, lang in pairs if (task, split, lang, job.ctx) not in plan]
     done: list[Prepared] = []
     problems: list[str] = []
-    for task, split, lang, ctx in plan:
+    for i, (task, split, lang, ctx) in enumerate(plan, 1):
         try:
             done.append((task, split, lang, len(task.load(split, lang, ctx))))
+            line = f"{task.name:14s} {split:10s} {lang:4s} {done[-1][3]:>8,d} rows"
         except XtunerError as e:
             problems.append(f"{task.name} {split}/{lang}: {e}")
+            line = f"{task.name:14s} {split:10s} {lang:4s} failed: {str(e).splitlines()[0]}"
+        if on_split is not None:
+            on_split(i, len(plan), line)
     if problems:
         raise XtunerError(
             f"{len(problems)} of {len(plan)} splits failed to load:\n  " + "\n  ".join(problems)
