@@ -101,7 +101,7 @@ def test_params_are_the_complete_resolved_config_as_written(sweep) -> None:
         params = client.get_run(rec.run_id).data.params
         cfg = TrialConfig.from_flat(rec.params)
         settings = validate_settings(cfg.method, cfg.method_settings).model_dump()
-        expected = {k for k, v in cfg.model_dump().items() if v is not None and k != "method_settings"}
+        expected = {k for k, v in cfg.model_dump().items() if (v is not None or k in rec.params) and k != "method_settings"}  # fmt: skip
         own = {k for k, v in settings.items() if v is not None}
         assert expected | own | {"trial_id"} == set(params)  # every setting that has a value
         assert params["epochs"] == "2" and params["warmup_ratio"] == "0" and params["weight_decay"] == "0"

@@ -187,6 +187,8 @@ def test_mlflow_params_name_the_protocol_and_every_resolved_setting(mlflow_serve
     spec = load_spec(raw)
     plan = build_plan(spec)
     state = SweepState("arms", spec=spec.model_dump(mode="json"), tracking_uri=mlflow_server)
+    from xtuner.sweep.run_meta import as_written
+
     writer = MlflowWriter(mlflow_server, "protocol-params")
     writer.open_parent(state, state.spec, str(tmp_path))
     client = MlflowClient(mlflow_server)
@@ -202,7 +204,7 @@ def test_mlflow_params_name_the_protocol_and_every_resolved_setting(mlflow_serve
         assert logged["protocol"] == protocol and logged["protocol_version"] == str(get_protocol(protocol).version)
         for k, s in preset.items():  # every resolved setting is a param, with the preset's value unless overridden
             value = rec.params[k]
-            assert logged[k] == str(value), k
+            assert logged[k] == str(as_written(value)), k  # integral floats as ints: epochs 2, not 2.0
             if k not in rec.params["protocol_overrides"] and s.value is not REQUIRED:
                 assert value == s.value, k
         overrides = {"finetune-mpt": '[]', "finetune-xtreme": '["epochs"]'}[g.method]

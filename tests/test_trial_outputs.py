@@ -84,3 +84,19 @@ def test_predictions_can_be_turned_off_and_default_to_the_output_folder(cache_di
     result = run_trial({**base, "predictions": False, "predictions_dir": str(tmp_path / "none")}, rec)
     assert result["predictions"] is None and "predictions_dir" not in rec.reports[-1]
     assert not (tmp_path / "none").exists()
+
+
+def test_xtuner_trial_writes_predictions_where_asked(cache_dir, tmp_path, capsys):
+    import json
+
+    from xtuner.cli import main as cli_main
+
+    folder = tmp_path / "preds"
+    rc = cli_main(["trial", "--task", "synth-pawsx", "--lr", "3e-4", "--epochs", "1", "--predictions", str(folder),
+                   "--set", "max_train_examples=48", "--set", "max_eval_examples=12", "--set", "languages=[en, s3]",
+                   "--set", f"cache_dir={cache_dir}", "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["predictions"] == str(folder)
+    meta, frames = read_predictions(folder)
+    assert sorted(frames) == ["en", "s3"]
+    assert score(meta["kind"], frames["s3"]) == pytest.approx(out["test"]["s3"]["accuracy"])

@@ -3,8 +3,8 @@
 - `run_name`: task, method, the searched values (lr first) and the seed, e.g. ``synth-panx DPT lr=0.01 psl=16
   s1``: methods abbreviated (FT, DPT, SPT, LoRA), numbers compact (``1e-3``, ``0.03``, ``16``).
 - `child_params`: the complete resolved trial config (`TrialConfig` with its defaults, the protocol filled in, the
-  method's own settings with their defaults, so fine-tuning has no ``psl``), unset (None) settings left out,
-  numbers as written (``epochs`` 2, not 2.0).
+  method's own settings with their defaults, so fine-tuning has no ``psl``), settings left unset (None by default,
+  not given by the spec or a protocol) left out, integral numbers as integers (``epochs`` 2, not 2.0).
 - `provenance_tags`: ``mlflow.source.git.commit`` (when xtuner runs from a git checkout; ``xtuner.git_dirty`` when
   it has local changes), ``xtuner.version``, ``xtuner.command`` (the command line, redacted by the writer).
 - `STATUS`: the tag ``xtuner.status`` (done, pruned, failed, running) and `RUN_STATUS`, MLflow's run status: FINISHED
@@ -79,7 +79,8 @@ def child_params(rec: Any) -> dict[str, Any]:
         resolved.update(settings)
         written = {k: v for k, v in rec.params.items() if k in resolved}
         resolved.update(written)  # the values as the spec gave them (a float lr stays a float, ...)
-    out = {k: as_written(v) for k, v in resolved.items() if v is not None}
+    # a setting left at its None default is left out; a None the spec or a protocol wrote stays
+    out = {k: as_written(v) for k, v in resolved.items() if v is not None or k in rec.params}
     out["trial_id"] = rec.trial_id
     return out
 
