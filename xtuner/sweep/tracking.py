@@ -169,6 +169,8 @@ class MlflowWriter:
             tags["xtuner.failures"] = str(rec.failures)
         if rec.weights:
             tags["xtuner.weights"] = rec.weights
+        if rec.intermediate_key:
+            tags["xtuner.intermediate.key"] = rec.intermediate_key
         if rec.predictions:
             self.log_predictions(run_id, rec.predictions)
         self._set_tags(run_id, tags)

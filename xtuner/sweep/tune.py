@@ -9,7 +9,8 @@
   `worker_plan`: the plan without the tracking URI, storage URI and description.
 - `EventsCallback` forwards Tune's events to `SweepEvents`, signs the experiment state Tune stages for upload
   (`get_state`), and ends Tune's loop on a storage failure (`check_fatal`).
-- A local Ray binds to loopback only (`init_ray`, `loopback_only`); joining a cluster keeps Ray's defaults.
+- A local Ray binds to loopback only (`init_ray`, `loopback_only`), and its worker processes import what trials
+  need as they start (`xtuner.trial.warm`); joining a cluster keeps Ray's defaults.
 - Resources per method (`tune.with_resources` with a function of the config; fractional GPUs allowed),
   ``FailureConfig(max_failures)``, ``CheckpointConfig(num_to_keep)``, ``reuse_actors=True`` (run_trial keeps no
   state between calls), ``RAY_CHDIR_TO_TRIAL_DIR=0``; Ray's own console output is off (verbose 0, no worker
@@ -35,7 +36,16 @@ from xtuner.errors import XtunerError
 from xtuner.sweep import signing
 from xtuner.sweep.events import FINAL, MAIN, NONFINITE, REPLAY, SweepEvents
 from xtuner.sweep.space import SweepPlan
-from xtuner.sweep.state import PREDICTIONS, STATE_FILE, WEIGHTS, join, list_names, remove_tree, sweep_folder
+from xtuner.sweep.state import (
+    INTERMEDIATE,
+    PREDICTIONS,
+    STATE_FILE,
+    WEIGHTS,
+    join,
+    list_names,
+    remove_tree,
+    sweep_folder,
+)
 from xtuner.sweep.tune_search import GroupedASHA, search_setup
 
 
@@ -91,14 +101,19 @@ def worker_plan(plan: SweepPlan) -> SweepPlan:
 
 
 def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = None,
-                   weights_root: str | None = None, predictions_root: str | None = None):  # fmt: skip
+                   weights_root: str | None = None, predictions_root: str | None = None,
+                   intermediate_root: str | None = None):  # fmt: skip
     """The trainable; `replay` maps trials that finished before a resume to the result they report at once;
     `weights_root` (``<sweep>/weights``) is where trials keep their weights (spec ``keep_weights``),
-    `predictions_root` (``<sweep>/predictions``) where they write their per-example test predictions."""
+    `predictions_root` (``<sweep>/predictions``) where they write their per-example test predictions,
+    `intermediate_root` (``<storage>/_intermediate``) where they share their stage-1 results."""
     plan = worker_plan(plan)
 
     def xtuner_trial(config: dict[str, Any]) -> None:
         from xtuner.trial import NonFiniteLossError, run_trial
+        from xtuner.trial.warm import match_ray_threads
+
+        match_ray_threads()  # a worker warmed before Ray set OMP_NUM_THREADS (xtuner.trial.warm)
 
         trial_id = tune.get_context().get_trial_id()
         if replay and trial_id in replay:
@@ -111,6 +126,8 @@ def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = N
             flat["weights_dir"] = join(weights_root, trial_id)
         if predictions_root and flat.get("predictions", True):
             flat["predictions_dir"] = join(predictions_root, trial_id)
+        if intermediate_root and flat.get("intermediate_variant", "none") != "none":
+            flat["intermediate_dir"] = intermediate_root  # stage-1 results shared by the storage's sweeps
         try:
             run_trial(flat, reporter)
         except NonFiniteLossError as e:
@@ -255,10 +272,13 @@ def init_ray(num_cpus: int | None = None) -> bool:
         # RAY_ADDRESS (set by `ray job submit`, or by a user) joins a cluster; otherwise start a private local
         # instance rather than auto-joining whatever /tmp/ray names (a stale address there hangs the driver)
         address = os.environ.get("RAY_ADDRESS") or "local"
+        runtime_env = None
         if address == "local":
             loopback_only()
+            if os.environ.get("XTUNER_WARM_WORKERS", "1") != "0":  # idle workers import what trials need
+                runtime_env = {"worker_process_setup_hook": "xtuner.trial.warm.warm_imports"}
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=True)  # fmt: skip
+                 logging_level=logging.ERROR, configure_logging=True, runtime_env=runtime_env)  # fmt: skip
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     return started
@@ -303,8 +323,9 @@ def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = Fa
         print(f"Ray ready in {time.time() - t0:.0f} s ({cpus} CPUs); starting trials", flush=True)
     try:
         check_cluster(plan)
-        events.open()  # state file and MLflow parent run, before any trial starts
+        events.open(background=True)  # state file; the MLflow parent run opens while Tune starts
         _fit(plan, storage, events, resume, retry_errored, replay)
+        events.parent_ready()  # (a short sweep may end before the parent run is open)
         events.check_fatal()  # a storage failure noticed after Tune's last step
     finally:
         if started:
@@ -314,7 +335,8 @@ def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = Fa
 def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry_errored: bool,
          replay: dict[str, dict[str, Any]] | None) -> None:  # fmt: skip
     exp_dir = sweep_folder(storage, plan.spec.name)
-    trainable = make_trainable(plan, replay, join(exp_dir, WEIGHTS), join(exp_dir, PREDICTIONS))
+    trainable = make_trainable(plan, replay, join(exp_dir, WEIGHTS), join(exp_dir, PREDICTIONS),
+                               join(storage, INTERMEDIATE))
     callback = EventsCallback(events)
     if resume:
         if not tune.Tuner.can_restore(exp_dir):

@@ -95,15 +95,19 @@ def build(selection: Selection, client: Any, *, resamples: int = bs.RESAMPLES, s
             sig = tb.significance(store, task, mine, resamples, seed)
             sig_all += sig
             tables += [tb.languages_table(task, mine, sig), tb.configs_table(task, mine)]
+        from xtuner.intermediate.report import intermediate_section  # runs with an intermediate_variant param
+
+        inter_tables, inter_lines, inter_plots = intermediate_section(selection.runs, store, resamples, seed)
+        tables += inter_tables
     finally:
         store.close()
-    notes = []
+    notes = list(inter_lines)
     if sig_all and all(c.p is None for s in sig_all for c in s.comparisons):
         notes.append("significance: no per-example predictions in these runs (artifacts predictions/<lang>.parquet); "
                      "differences are shown without a test")  # fmt: skip
     report = Report(selection, choices, tables, sig_all, {}, resamples, seed, notes)
     if with_plots:
-        report.plots = make_plots(choices, client)
+        report.plots = {**make_plots(choices, client), **inter_plots}
     return report
 
 

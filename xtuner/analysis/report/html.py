@@ -74,9 +74,12 @@ def page(report: Report) -> str:
         parts.append('<div class="plots">' + _img("gap.png", report.plots["gap.png"]) + "</div>")
     for task in report.tasks:
         parts.append(f"<h2>{escape(task)}</h2>")
-        parts += [_table(t) for t in report.tables if t.key in (f"languages_{task}", f"configs_{task}")]
-        imgs = [_img(n, report.plots[n]) for n in (f"heatmap_{task}.png", f"distance_{task}.png", f"dev_{task}.png")
-                if n in report.plots]  # fmt: skip
+        from xtuner.analysis.report.render import INTERMEDIATE_TABLES
+
+        keys = (f"languages_{task}", f"configs_{task}", *INTERMEDIATE_TABLES(task))
+        parts += [_table(t) for t in report.tables if t.key in keys]
+        imgs = [_img(n, report.plots[n]) for n in (f"heatmap_{task}.png", f"distance_{task}.png", f"dev_{task}.png",
+                                                   f"intermediate_{task}.png") if n in report.plots]  # fmt: skip
         if imgs:
             parts.append('<div class="plots">' + "".join(imgs) + "</div>")
     parts.append(
