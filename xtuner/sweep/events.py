@@ -7,8 +7,9 @@ update the sweep state file, hand the MLflow writes to the writer thread, print 
   (`_backfill`, the comparison-based pass of `xtuner sweep sync`). `close_tracking` gives it a bounded time at the end
   and names what MLflow still lacks. Other MLflow writes (predictions, plots) use ``self.tracker.submit(...)`` /
   ``submit_artifact`` / ``submit_text`` under ``with self.lock`` like the methods here.
-- The parent run is opened synchronously at the start (a tracking URI that fails there is an error before any trial
-  runs).
+- The parent run is opened at the start, in a thread while Ray and Tune start (`prepare_tracking`, `open`); the
+  writer thread's first job waits for it. A tracking URI that fails there is the sweep's one error (`check_fatal`
+  raises it in Tune's loop as soon as it is known).
 - A storage failure (a full disk) while writing the state stops the sweep: `storage_failed` records one XtunerError
   with the resume command (`fatal`); `xtuner.sweep.tune` stops Tune and raises it. Trials stopped that way stay
   ``running`` in the state, so `xtuner sweep resume` continues them.
@@ -27,7 +28,7 @@ from typing import Any
 from xtuner.cluster.redact import redact_text
 from xtuner.errors import XtunerError
 from xtuner.progress import fit_line, fmt_seconds, line_width
-from xtuner.sweep.report import fmt_params, summary_markdown
+from xtuner.sweep.report import end_detail, fmt_params, summary_markdown
 from xtuner.sweep.space import SweepPlan
 from xtuner.sweep.state import FINISHED, STATE_FILE, SweepState, TrialRecord, exists, join
 from xtuner.sweep.tracker import TrackingQueue, short_http_timeouts
@@ -76,6 +77,11 @@ class SweepEvents:
         self.lock = threading.RLock()  # the state and the submitted jobs change together (see TrackingQueue)
         self.fatal: XtunerError | None = None  # a storage failure that ends the sweep
         self._replaying: set[str] = set()
+        self._parent_thread: threading.Thread | None = None  # opens the MLflow parent run (`prepare_tracking`)
+        self._parent_go = threading.Event()  # set by `open`: the state is there
+        self._parent_cancelled = False
+        self._parent_error: XtunerError | None = None
+        self._opened: MlflowWriter | None = None  # the writer once the parent run is open
 
     def __getstate__(self) -> dict[str, Any]:
         return {"sweep_dir": redact_text(self.sweep_dir)}  # no spec, no tracking URI: tuner.pkl holds no secret
@@ -89,7 +95,12 @@ class SweepEvents:
         return join(self.sweep_dir, STATE_FILE)
 
     # ------------------------------------------------------------------------------------------ lifecycle
-    def open(self) -> None:
+    def open(self, *, background: bool = False) -> None:
+        """Load or create the state; with tracking, open the MLflow parent run and start the writer thread.
+        `background`: do not wait for the parent run: a thread opens it while Tune starts (importing MLflow and, on
+        a fresh sqlite database, creating its tables take seconds), and the writer thread's first job waits for it
+        (`writer` stands for the MlflowWriter until then). Its failure is the sweep's one error: `check_fatal`
+        raises it in Tune's loop, `parent_ready` at the end."""
         if self.state is not None:
             return
         spec = self.plan.spec
@@ -99,14 +110,16 @@ class SweepEvents:
             self.state = SweepState(spec.name, spec.model_dump(mode="json"))
         if self.tracking_uri:
             self.state.tracking_uri = self.tracking_uri
-            short_http_timeouts()
-            try:
-                self._open_parent()
-            except Exception as e:  # noqa: BLE001 - any MLflow failure here is the user's setup
-                self.state = None
-                raise XtunerError(
-                    f"MLflow tracking at {self.tracking_uri}: {type(e).__name__}: {e}"
-                ) from None
+            self.prepare_tracking()
+            self._parent_go.set()
+            if background:
+                self.writer = _OpeningWriter(self)  # type: ignore[assignment]
+            else:
+                try:
+                    self.parent_ready()
+                except XtunerError:
+                    self.state = None
+                    raise
             self.tracker = TrackingQueue(
                 self.tracking_uri, lock=self.lock, probe=self._probe, snapshot=self._snapshot,
                 backfill=self._backfill, persist=self.save, state_path=self.path,
@@ -114,10 +127,48 @@ class SweepEvents:
             )  # fmt: skip
         self.save()
 
+    def prepare_tracking(self) -> None:
+        """Start the thread that imports MLflow and opens its store (a fresh sqlite database gets its tables) now,
+        before Ray starts; it opens the parent run once `open` has the state. Idempotent; nothing without tracking."""
+        if not self.tracking_uri or self._parent_thread is not None:
+            return
+        short_http_timeouts()
+        self._parent_thread = threading.Thread(target=self._open_parent, name="xtuner-mlflow-parent", daemon=True)
+        self._parent_thread.start()
+
     def _open_parent(self) -> None:
-        assert self.state is not None and self.tracking_uri
-        self.writer = MlflowWriter(self.tracking_uri, self.plan.spec.experiment)
-        self.writer.open_parent(self.state, self.state.spec, self.sweep_dir)
+        assert self.tracking_uri
+        try:
+            writer = MlflowWriter(self.tracking_uri, self.plan.spec.experiment)
+            writer.client.search_experiments(max_results=1)  # the store: a fresh sqlite database's tables
+            self._parent_go.wait()
+            if self.state is None or self._parent_cancelled:
+                return
+            writer.open_parent(self.state, self.state.spec, self.sweep_dir)
+            self._opened = writer
+            if self.tracker is not None:  # opened in the background: keep the run ids
+                self.save()
+        except Exception as e:  # noqa: BLE001 - any MLflow failure here is the user's setup
+            self._parent_error = XtunerError(f"MLflow tracking at {self.tracking_uri}: {type(e).__name__}: {e}")
+
+    def parent_ready(self) -> MlflowWriter | None:
+        """Wait for the parent run (`open`) and return its writer; raise the sweep's one error if it could not be
+        opened (in the background: with the state saved, so `xtuner sweep resume` tries again)."""
+        thread = self._parent_thread
+        if thread is None or self._parent_cancelled:
+            return self._opened
+        thread.join()
+        if self._parent_error is not None:
+            self._parent_failed()
+            raise self._parent_error
+        if self.writer is None or isinstance(self.writer, _OpeningWriter):
+            self.writer = self._opened
+        return self._opened
+
+    def _parent_failed(self) -> None:
+        if self.fatal is None and self.state is not None and self.tracker is not None:  # opened in the background
+            self.save()
+            self.fatal = self._parent_error
 
     def save(self) -> None:
         assert self.state is not None
@@ -131,7 +182,10 @@ class SweepEvents:
 
     def check_fatal(self) -> None:
         """Raise the storage failure that ends the sweep, if any (Tune's callbacks call this: the exception stops
-        Tune's loop like a killed driver would, so unfinished trials stay resumable)."""
+        Tune's loop like a killed driver would, so unfinished trials stay resumable); also the failure to open the
+        MLflow parent run in the background (`open`)."""
+        if self._parent_error is not None:
+            self._parent_failed()
         if self.fatal is not None:
             raise self.fatal
 
@@ -160,6 +214,9 @@ class SweepEvents:
     def close_tracking(self, timeout: float = 60.0) -> None:
         """Give the writer at most `timeout` seconds to write what is queued (or, when the server is down, one more
         try); then name what MLflow still lacks."""
+        if self._parent_thread is not None and not self._parent_go.is_set():  # never opened: stop the thread
+            self._parent_cancelled = True
+            self._parent_go.set()
         if self.tracker is None:
             return
         tracker, self.tracker = self.tracker, None
@@ -269,7 +326,7 @@ class SweepEvents:
             writer, result = self.writer, dict(result)
             self._track(lambda: writer.log_dev(rec, result, step), f"log trial {trial_id}'s dev metrics")
         self.save()
-        at = f"step {step} (epoch {epoch:.2g})" if by_steps else f"epoch {epoch:g}"
+        at = f"step {step} (epoch {epoch:.2f})" if by_steps else f"epoch {epoch:g}"
         elapsed = fmt_seconds(time.time() - (rec.start_time or time.time()))
         self._line(rec, "dev", fmt_params(rec.searched_values()),
                    f"{at}: {rec.main_metric} {float(result[key]):.1f} ({elapsed})")  # fmt: skip
@@ -369,20 +426,7 @@ class SweepEvents:
                         persist=True)  # fmt: skip
         self.save()
         secs = rec.end_time - (rec.start_time or rec.end_time)
-        main = rec.main_metric
-        if rec.state == "done":
-            others = [v for k, v in rec.final.items() if k.startswith("test/") and k.endswith("/" + main)
-                      and k.split("/")[1] not in ("en", "avg", "gap")]  # fmt: skip
-            detail = f"dev {rec.best_dev:.1f}" if rec.best_dev is not None else ""
-            if f"test/en/{main}" in rec.final:
-                detail += f" en {rec.final[f'test/en/{main}']:.1f}"
-            if others:
-                detail += f" others {sum(others) / len(others):.1f}"
-        elif rec.state == "pruned":
-            last = rec.dev_curve[-1] if rec.dev_curve else [0, float("nan")]
-            detail = f"at epoch {last[0]:g}, dev {last[1]:.1f}"
-        else:
-            detail = (rec.error or "").splitlines()[0][:160] if rec.error else ""
+        detail = end_detail(rec)
         self._line(rec, rec.state, fmt_params(rec.searched_values()), f"{detail}, {fmt_seconds(secs)}".lstrip(", "))
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -419,3 +463,14 @@ def _finish_child(writer: MlflowWriter, final: TrialRecord, live: TrialRecord) -
 def _is_final_key(key: str) -> bool:
     return key.startswith(("test/", "dev/", "analysis/", "stage1/")) or key in (
         "trainable_params", "total_params", "train_seconds", "eval_seconds")  # fmt: skip
+
+
+class _OpeningWriter:
+    """The MlflowWriter while a thread still opens the parent run (`SweepEvents.open(background=True)`): every use,
+    on the writer thread, waits for it (and raises its failure)."""
+
+    def __init__(self, events: SweepEvents) -> None:
+        self._events = events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._events.parent_ready(), name)

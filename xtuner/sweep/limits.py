@@ -28,9 +28,12 @@ def check_models(spec: SweepSpec, resolve: bool) -> None:
     loc = ["model"] if spec.model is not None else ["models"]
     trust = bool(spec.trial.get("trust_remote_code", False))
     for name in spec.model_names:
+        # a built-in resolves only when every file matches the manifest of its build, tokenizer included: loading
+        # its tokenizer again (transformers and torch in the driver, seconds) would check nothing more
+        tokenizer = resolve and not name.startswith("builtin:")
         try:
             check_model(resolve_model(name, build_if_missing=resolve), name, trust_remote_code=trust,
-                        tokenizer=resolve)  # fmt: skip
+                        tokenizer=tokenizer)  # fmt: skip
         except XtunerError as e:
             raise spec.error(loc, str(e)) from None
 

@@ -121,6 +121,7 @@ def run_sweep(
         except OSError as e:
             raise XtunerError(f"storage {sweep_dir}: cannot write sweep_spec.yaml ({e.strerror or e})") from None
         events = SweepEvents(plan, sweep_dir, uri, quiet=quiet)  # opened (MLflow parent run) once Ray is up
+        events.prepare_tracking()  # MLflow's import and store open in a thread while Ray starts
         for line in plan.warnings:
             print(line, file=sys.stderr)
         if not quiet:
@@ -172,6 +173,7 @@ def resume_sweep(
 def _resume(plan: SweepPlan, state: SweepState, sweep_dir: str, uri: str | None, retry_errored: bool, quiet: bool,
             console: Console | None) -> SweepState:  # fmt: skip
     events = SweepEvents(plan, sweep_dir, uri, quiet=quiet)
+    events.prepare_tracking()
     if not quiet:
         left = sum(1 for r in state.trials.values() if r.state not in FINISHED)
         print(f"resuming sweep {state.name} in {sweep_dir}: {len(state.trials)} trials started, {left} unfinished")
@@ -268,4 +270,10 @@ def sweep_status(name_or_path: str, storage: str | None = None, console: Console
     console.print(status_table(state))
     for table in results_tables(state):
         console.print(table)
+    from xtuner.sweep.export import sweep_state
+
+    where = sweep_state(state, sweep_dir)
+    hint = f"; continue with: xtuner sweep resume {sweep_dir}" if where == "stopped" else ""
+    parent = f"; MLflow parent run {state.parent_run_id}" if state.parent_run_id else ""
+    console.print(f"sweep {state.name}: {where}{parent}{hint}", soft_wrap=True)
     return state

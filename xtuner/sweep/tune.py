@@ -9,7 +9,8 @@
   `worker_plan`: the plan without the tracking URI, storage URI and description.
 - `EventsCallback` forwards Tune's events to `SweepEvents`, signs the experiment state Tune stages for upload
   (`get_state`), and ends Tune's loop on a storage failure (`check_fatal`).
-- A local Ray binds to loopback only (`init_ray`, `loopback_only`); joining a cluster keeps Ray's defaults.
+- A local Ray binds to loopback only (`init_ray`, `loopback_only`), and its worker processes import what trials
+  need as they start (`xtuner.trial.warm`); joining a cluster keeps Ray's defaults.
 - Resources per method (`tune.with_resources` with a function of the config; fractional GPUs allowed),
   ``FailureConfig(max_failures)``, ``CheckpointConfig(num_to_keep)``, ``reuse_actors=True`` (run_trial keeps no
   state between calls), ``RAY_CHDIR_TO_TRIAL_DIR=0``; Ray's own console output is off (verbose 0, no worker
@@ -110,6 +111,9 @@ def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = N
 
     def xtuner_trial(config: dict[str, Any]) -> None:
         from xtuner.trial import NonFiniteLossError, run_trial
+        from xtuner.trial.warm import match_ray_threads
+
+        match_ray_threads()  # a worker warmed before Ray set OMP_NUM_THREADS (xtuner.trial.warm)
 
         trial_id = tune.get_context().get_trial_id()
         if replay and trial_id in replay:
@@ -268,10 +272,13 @@ def init_ray(num_cpus: int | None = None) -> bool:
         # RAY_ADDRESS (set by `ray job submit`, or by a user) joins a cluster; otherwise start a private local
         # instance rather than auto-joining whatever /tmp/ray names (a stale address there hangs the driver)
         address = os.environ.get("RAY_ADDRESS") or "local"
+        runtime_env = None
         if address == "local":
             loopback_only()
+            if os.environ.get("XTUNER_WARM_WORKERS", "1") != "0":  # idle workers import what trials need
+                runtime_env = {"worker_process_setup_hook": "xtuner.trial.warm.warm_imports"}
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=True)  # fmt: skip
+                 logging_level=logging.ERROR, configure_logging=True, runtime_env=runtime_env)  # fmt: skip
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     return started
@@ -316,8 +323,9 @@ def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = Fa
         print(f"Ray ready in {time.time() - t0:.0f} s ({cpus} CPUs); starting trials", flush=True)
     try:
         check_cluster(plan)
-        events.open()  # state file and MLflow parent run, before any trial starts
+        events.open(background=True)  # state file; the MLflow parent run opens while Tune starts
         _fit(plan, storage, events, resume, retry_errored, replay)
+        events.parent_ready()  # (a short sweep may end before the parent run is open)
         events.check_fatal()  # a storage failure noticed after Tune's last step
     finally:
         if started:

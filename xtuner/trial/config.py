@@ -40,6 +40,14 @@ class TrialConfig(BaseModel):
     lr_schedule: Literal["linear", "constant", "exponential"] = "linear"  # exponential: lr x lr_gamma per epoch
     lr_gamma: float = Field(0.95, gt=0, le=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 on a GPU that supports it, else fp32
+    # GPU efficiency (xtuner/trial/efficiency.py): auto = fused AdamW on CUDA; length-grouped batches and
+    # torch.compile are off (a different example order; compile time), and so are loader workers (they shift the
+    # dropout RNG stream)
+    optimizer: Literal["auto", "adamw_torch", "adamw_torch_fused"] = "auto"
+    group_by_length: bool = False
+    torch_compile: bool = False
+    dataloader_workers: int = Field(0, ge=0)
+    pin_memory: bool = True
     # the model that is tested: best en-dev main metric, lowest en-dev loss, or the last one trained
     selection: Literal["metric", "loss", "last"] = "metric"
     save_strategy: Literal["eval", "best"] = "eval"  # checkpoint at every en-dev evaluation, or only at a new best

@@ -43,6 +43,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from xtuner.data.batching import pad_collate
 from xtuner.errors import XtunerError
+from xtuner.trial.efficiency import training_args
 
 BEST_DIR = "xtuner_best"  # the best checkpoint's weights inside a later checkpoint folder
 TRAINING_ONLY = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin")
@@ -182,7 +183,6 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
         warmup_steps=cfg.warmup_steps if cfg.warmup_steps else float(cfg.warmup_ratio),
         weight_decay=cfg.weight_decay,
         lr_scheduler_type="constant_with_warmup" if cfg.lr_schedule == "constant" else "linear",
-        optim="adamw_torch",
         eval_strategy=interval,
         save_strategy="best" if cfg.save_strategy == "best" else interval,
         eval_steps=cfg.eval_interval,
@@ -198,7 +198,7 @@ def make_trainer(setup, data, built, reporter, out_dir: Path):
         disable_tqdm=True,
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
+        **training_args(cfg, torch.cuda.is_available()),  # optimizer, loader workers, compile, length grouping
     )
 
     from peft import PeftModel

@@ -62,6 +62,13 @@ class Report:
                 out.append(f"{c.task} {c.method}: {text} (only done runs are in the tables{extra})")
         return out
 
+    def summary_lines(self) -> list[str]:
+        """Runs not in any number, the significance per task (only the tested ones when a note says why none
+        was), and the notes."""
+        tested = [x.summary for x in self.significance if any(c.p is not None for c in x.comparisons)]
+        sig = tested if self.notes else [x.summary for x in self.significance]
+        return [*self.status_lines(), *sig, *self.notes]
+
     def procedure(self) -> list[str]:
         return ["Best configuration per task, method and model: the highest mean English dev score (the best en-dev "
                 "main metric of each done run); test scores never enter the choice.",

@@ -30,7 +30,7 @@ ul.notes{margin:.2em 0 1em;padding-left:1.2em;color:#57606a;font-size:.85em}
 .plots img{max-width:calc(50% - 1em);border:1px solid #eaeef2}
 .tables{display:flex;flex-wrap:wrap;gap:0 2em;align-items:flex-start}
 td.text{text-align:left}
-.meta{color:#57606a;font-size:.9em}.summary{font-weight:600}
+.meta{color:#57606a;font-size:.9em}.summary li{margin:.15em 0}
 """
 
 
@@ -64,7 +64,7 @@ def _img(name: str, png: bytes) -> str:
 def page(report: Report) -> str:
     parts = [f"<h1>xtuner report: {escape(report.name)}</h1>",
              '<div class="meta">' + "<br>".join(escape(x) for x in report.header()) + "</div>"]  # fmt: skip
-    lines = [*report.status_lines(), *[s.summary for s in report.significance], *report.notes]
+    lines = report.summary_lines()
     if lines:
         parts.append('<ul class="summary">' + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>")
     parts.append("<h2>Table 1</h2>")

@@ -159,6 +159,6 @@ def terminal(report: Report, console=None) -> None:
     console.print(rt)
     import textwrap
 
-    for line in [*t.notes, *report.status_lines(), *[s.summary for s in report.significance], *report.notes]:
+    for line in [*t.notes, *report.summary_lines()]:
         console.print(textwrap.fill(line, width=console.width, subsequent_indent="  "), highlight=False,
                       soft_wrap=True)  # fmt: skip

@@ -34,7 +34,7 @@ NOT_AGGREGATE = ("avg", "gap", "others")
 # params that never make two runs different configurations (the seed is what a configuration averages over)
 NOT_CONFIG = {"seed", "trial_id", "weights_dir", "keep_weights", "output_dir", "cache_dir", "data_dir", "train_data",
               "validation_data", "test_data", "languages", "eval_batch_size", "representation_rows",
-              "protocol_version", "protocol_overrides"}  # fmt: skip
+              "protocol_version", "protocol_overrides", "predictions", "predictions_dir"}  # fmt: skip
 
 
 @dataclass
