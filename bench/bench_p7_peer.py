@@ -117,10 +117,10 @@ def xtuner_spec(args: argparse.Namespace, scheduler: str) -> dict:
 
 def xtuner_result(results: Path) -> dict:
     state = json.loads((results / "p7" / "xtuner_sweep.json").read_text())
-    done = [t for t in state["trials"].values() if t.get("state") == "done" and t.get("best_dev") is not None]
-    best = max(done, key=lambda t: t["best_dev"])
+    done = [t for t in state["trials"].values() if t.get("state") == "done" and t.get("dev_curve")]
+    best = max(done, key=lambda t: max(v for _, v in t["dev_curve"]))  # best config on English dev, as the report
     final = best.get("final") or {}
-    return {"best_lr": best["params"]["lr"], "dev_en": best["best_dev"],
+    return {"best_lr": best["params"]["lr"], "dev_en": final.get("dev/en/accuracy"),
             "test": {k.split("/")[1]: v for k, v in final.items() if k.startswith("test/") and k.endswith("/accuracy")
                      and k.split("/")[1] not in ("avg", "gap", "others")},
             "trials": {s: sum(t.get("state") == s for t in state["trials"].values()) for s in ("done", "pruned")}}  # fmt: skip
