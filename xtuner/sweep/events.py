@@ -65,9 +65,11 @@ def replay_results(state: SweepState) -> dict[str, dict[str, Any]]:
 
 class SweepEvents:
     def __init__(
-        self, plan: SweepPlan, sweep_dir: str, tracking_uri: str | None, quiet: bool = False
-    ) -> None:
+        self, plan: SweepPlan, sweep_dir: str, tracking_uri: str | None, quiet: bool = False,
+        overwrite: bool = False,
+    ) -> None:  # fmt: skip
         self.plan, self.sweep_dir, self.tracking_uri, self.quiet = plan, str(sweep_dir), tracking_uri, quiet
+        self.overwrite = overwrite  # --overwrite: the earlier sweep's MLflow runs are deleted when the parent opens
         self._reset()
 
     def _reset(self) -> None:
@@ -87,7 +89,8 @@ class SweepEvents:
         return {"sweep_dir": redact_text(self.sweep_dir)}  # no spec, no tracking URI: tuner.pkl holds no secret
 
     def __setstate__(self, d: dict[str, Any]) -> None:
-        self.__dict__.update(plan=None, tracking_uri=None, quiet=True, **d)  # unusable; resume makes a fresh one
+        self.__dict__.update(plan=None, tracking_uri=None, quiet=True, overwrite=False, **d)  # unusable: resume
+        # makes a fresh one
         self._reset()
 
     @property
@@ -144,8 +147,11 @@ class SweepEvents:
             self._parent_go.wait()
             if self.state is None or self._parent_cancelled:
                 return
-            writer.open_parent(self.state, self.state.spec, self.sweep_dir)
+            writer.open_parent(self.state, self.state.spec, self.sweep_dir, replace=self.overwrite)
             self._opened = writer
+            if writer.replaced and not self.quiet:
+                print(f"--overwrite: deleted the {writer.replaced} MLflow runs of the earlier sweep "
+                      f"{self.state.name!r} (restorable until `mlflow gc`)", file=sys.stderr, flush=True)  # fmt: skip
             if self.tracker is not None:  # opened in the background: keep the run ids
                 self.save()
         except Exception as e:  # noqa: BLE001 - any MLflow failure here is the user's setup
