@@ -77,7 +77,7 @@ def test_sweep_runs_each_stage1_once_and_logs_both_stages(
         assert rec["delta_seen"] == pytest.approx(a["test/s1/main"] - b["test/s1/main"])
         assert rec["delta_unseen"] == pytest.approx(a["test/s2/main"] - b["test/s2/main"])
         assert rec["delta_avg"] == pytest.approx(a["test/avg/main"] - b["test/avg/main"])
-    assert any("2 stage 1s trained" in n for n in summary.notes)
+    assert any("2 stage 1s trained" in n for n in summary.notes)  # of the whole sweep
     assert [r["group"] for r in per_lang.records] == ["source", "seen", "unseen", ""]
     assert all(
         r["p finetune en - none"] is not None for r in per_lang.records[:3]

@@ -175,17 +175,24 @@ REAL = [
 ]
 
 
-@pytest.mark.parametrize("task,langs", REAL)
-def test_short_trial_on_each_real_task_fixture(task, langs, cache_dir, tmp_path):
-    """The real tasks through the XTREME download layout, with a tiny model built from a config."""
+@pytest.fixture(scope="module")
+def real_task_model(tmp_path_factory) -> str:
+    """A tiny random XLM-R built from a config with the shipped tokenizer, shared by the real-task trials."""
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
-    model_dir = tmp_path / "tiny"
+    model_dir = tmp_path_factory.mktemp("real-task-model") / "tiny"
     tok = AutoTokenizer.from_pretrained(resolve_model("builtin:tiny-xlmr"))
     tok.save_pretrained(model_dir)
     cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                            intermediate_size=64, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1)  # fmt: skip
     XLMRobertaForMaskedLM(cfg).save_pretrained(model_dir)
+    return str(model_dir)
+
+
+@pytest.mark.parametrize("task,langs", REAL)
+def test_short_trial_on_each_real_task_fixture(task, langs, cache_dir, real_task_model):
+    """The real tasks through the XTREME download layout, with a tiny model built from a config."""
+    model_dir = real_task_model
     result = run_trial(
         dict(
             task=task,

@@ -5,7 +5,7 @@
 | ``optimizer`` | ``auto``: fused AdamW on CUDA, ``adamw_torch`` elsewhere | ``optim`` | numerics only: the same AdamW update in one fused kernel (rounding differs) |
 | ``group_by_length`` | off | ``train_sampling_strategy="group_by_length"`` | a different order of training examples (batches of similar lengths, less padding): not the same run |
 | ``torch_compile`` | off | ``torch_compile`` | numerics only, but every trial pays the compile time (tens of seconds) |
-| ``dataloader_workers`` | 0 | ``dataloader_num_workers`` (+ persistent workers) | the same batches, but the loader draws its workers' seed from torch's global generator, which shifts the dropout masks: like another seed (tests/test_trial_efficiency.py saw the second epoch differ), so off by default |
+| ``dataloader_workers`` | 0 | ``dataloader_num_workers`` (+ persistent workers) | the same batches, but the loader draws its workers' seed from torch's global generator, which shifts the dropout masks: like another seed (a tiny CPU trial's second-epoch dev F1 moved from 41.8 to 42.4 with one worker), so off by default |
 | ``pin_memory`` | on | ``dataloader_pin_memory`` | none (CUDA only: faster host-to-GPU copies) |
 
 Attention is already PyTorch's SDPA for every method (transformers' default; deep_prompt's prefix attention calls

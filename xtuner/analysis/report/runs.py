@@ -126,9 +126,10 @@ def to_run(r: Any) -> Run:
     task = tags.get("xtuner.task") or params.get("task", "?")
     method = tags.get("xtuner.method") or params.get("method", "?")
     metrics = dict(r.data.metrics)
-    settings = {
-        k: v for k, v in params.items() if k not in NOT_CONFIG and k not in ("task", "method", "model")
-    }
+    settings = {  # paths (*_dir: predictions, weights, intermediate results) differ per trial or machine
+        k: v for k, v in params.items()
+        if k not in NOT_CONFIG and not k.endswith("_dir") and k not in ("task", "method", "model")
+    }  # fmt: skip
     seed = params.get("seed")
     status = status_of(tags, r.info.status)
     note = ""
