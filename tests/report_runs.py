@@ -54,7 +54,9 @@ def _log_trial(client, exp_id, parent, sweep, trial_id, t, uniform_keys) -> None
         tags["xtuner.pruned_at_epoch"] = "1"
     run_id = client.create_run(exp_id, tags=tags).info.run_id
     params = {"task": t["task"], "method": t["method"], "model": t.get("model", "builtin:tiny-xlmr"),
-              "seed": str(t["seed"]), "lr": str(t["lr"]), "epochs": "2", "trial_id": trial_id}  # fmt: skip
+              "seed": str(t["seed"]), "lr": str(t["lr"]), "epochs": "2", "trial_id": trial_id,
+              "predictions_dir": f"/storage/{sweep}/predictions/{trial_id}",
+              "warm_dir": f"/cache/{trial_id}"}  # paths that differ per trial: not settings  # fmt: skip
     if "psl" in t:
         params["psl"] = str(t["psl"])
     client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])

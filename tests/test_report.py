@@ -160,3 +160,20 @@ def test_bad_input_is_one_error_line(argv, message, logged, mlflow_server, capsy
 def test_experiment_selects_its_sweeps(logged, mlflow_server) -> None:
     rep = report([], experiment="report-tests-2", tracking_uri=mlflow_server, with_plots=False)
     assert rep.selection.sweeps == ["rep-second"] and {r.task for r in rep.selection.runs} == {"synth-pawsx"}
+
+
+def test_a_report_failure_at_the_end_of_a_sweep_is_one_warning(mlflow_server, capsys) -> None:
+    from types import SimpleNamespace
+
+    from xtuner.sweep.runner import _log_report
+    from xtuner.sweep.state import SweepState
+
+    state = SweepState("gone", {})
+    state.finished, state.parent_run_id, state.parent_tracked = True, "0" * 32, True
+    events = SimpleNamespace(
+        tracking_uri=mlflow_server, plan=SimpleNamespace(spec=SimpleNamespace(experiment="nope"))
+    )
+    _log_report(events, state, quiet=False)  # the sweep's experiment is not there: the report cannot be made
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: the sweep's report was not logged to MLflow")
+    assert "xtuner report gone" in err[0]

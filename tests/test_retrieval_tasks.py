@@ -159,15 +159,20 @@ def test_synthetic_tables_are_parallel_and_bucc_has_distractors() -> None:
     assert get_task("synth-bucc").head == HeadType.RETRIEVAL
 
 
-def test_untrained_encoder_retrieves_above_chance(tiny_model: str) -> None:
+def test_untrained_encoder_retrieves_above_chance(tiny_model: str, tmp_path: Path) -> None:
+    from xtuner.metrics.examples import read_predictions, score
     from xtuner.trial import run_trial
 
     result = run_trial({"task": "synth-tatoeba", "model": tiny_model, "method": "finetune", "lr": 1e-4,
-                        "languages": ["en", "s1"]})  # fmt: skip
+                        "languages": ["en", "s1"], "predictions_dir": str(tmp_path / "preds")})  # fmt: skip
     assert set(result["test"]) == {"s1"}  # English is the pivot, not a scored language
     assert result["test"]["s1"]["accuracy"] > 2.0  # chance: 0.2 % (1 of 500)
     assert result["metrics"]["test/s1/accuracy"] == result["test"]["s1"]["accuracy"]
+    assert result["metrics"]["test/s1/main"] == result["metrics"]["test/others/main"] == result["avg"]["accuracy"]
     assert result["train_seconds"] == 0.0
+    meta, frames = read_predictions(tmp_path / "preds")  # one row per English sentence: retrieved vs gold
+    assert meta["kind"] == "accuracy" and list(frames) == ["s1"] and len(frames["s1"]) == 500
+    assert score("accuracy", frames["s1"]) == pytest.approx(result["test"]["s1"]["accuracy"])
 
 
 def test_cli_refuses_an_untrained_prompt_on_a_retrieval_task(capsys) -> None:

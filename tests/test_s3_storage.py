@@ -113,6 +113,8 @@ def test_sweep_on_s3_keeps_everything_in_the_bucket(s3_sweep: dict) -> None:
     assert not any("/checkpoint_" in f for f in files)  # finished trials' checkpoints were deleted (retention)
     assert not s3_sweep["local_results_exists"]
     assert s3_sweep["status_rc"] == 0 and "2 done" in s3_sweep["status_output"]
+    for tid in s3_sweep["trials"]:  # per-example predictions, written by the workers into the bucket
+        assert {f"predictions/{tid}/{f}" for f in ("meta.json", "en.parquet", "s3.parquet")} <= set(files)
 
 
 def test_killed_trial_resumes_from_its_checkpoint_in_s3(s3_sweep: dict, mlflow_server: str) -> None:
@@ -131,6 +133,9 @@ def test_killed_trial_resumes_from_its_checkpoint_in_s3(s3_sweep: dict, mlflow_s
     )
     assert sorted(r.info.run_id for r in runs) == sorted(t["run_id"] for t in s3_sweep["trials"].values())
     assert [m.step for m in client.get_metric_history(victim["run_id"], "dev/en/accuracy")] == [1, 2, 3]
+    # the predictions the retried trial wrote into the bucket reached its run (the driver downloads, then uploads)
+    arts = {f.path for f in client.list_artifacts(victim["run_id"], "predictions")}
+    assert arts == {"predictions/meta.json", "predictions/en.parquet", "predictions/s3.parquet"}
 
 
 def test_driver_killed_sweep_resumes_from_the_bucket(s3_sweep: dict, mlflow_server: str) -> None:

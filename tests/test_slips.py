@@ -114,3 +114,30 @@ def test_submit_takes_the_cluster_from_ray_address(capsys, tmp_path: Path, monke
     monkeypatch.setenv("RAY_ADDRESS", f"http://127.0.0.1:{port}")
     rc, _, err = cli(capsys, "sweep", "submit", "s.yaml")
     assert rc == 2 and f"Ray cluster at http://127.0.0.1:{port} does not answer" in one_error(err)
+
+
+def test_a_sweep_state_is_running_stopped_or_finished(capsys, tmp_path: Path) -> None:
+    """What `sweep status` (table and --json) and `sweep list` call a sweep: running while a driver holds its lock,
+    stopped when it ended early, finished."""
+    import json
+
+    from xtuner.sweep.lock import DriverLock
+
+    storage = tmp_path / "results"
+    for name, finished in (("a", False), ("b", True)):
+        state = SweepState(name, {"name": name})
+        state.finished = finished
+        state.save(storage / name / STATE_FILE)
+
+    def states() -> dict[str, str]:
+        assert main(["sweep", "list", "--storage", str(storage), "--json"]) == 0
+        return {s["sweep"]: s["state"] for s in json.loads(capsys.readouterr().out)}
+
+    assert states() == {"a": "stopped", "b": "finished"}
+    rc, out, _ = cli(capsys, "sweep", "status", "a", "--storage", str(storage))
+    assert rc == 0 and f"sweep a: stopped; continue with: xtuner sweep resume {storage / 'a'}" in out
+    with DriverLock(str(storage / "a"), "sweep run"):  # a driver is at work on it
+        assert states() == {"a": "running", "b": "finished"}
+        rc, out, _ = cli(capsys, "sweep", "status", "a", "--storage", str(storage), "--json")
+        assert rc == 0 and json.loads(out)["state"] == "running"
+    assert states()["a"] == "stopped"

@@ -109,16 +109,17 @@ def test_sync_backfills_mlflow_after_the_server_died_mid_sweep(
         assert run.data.tags["xtuner.state"] == "done" and float(run.data.params["lr"]) == rec.params["lr"]
         m = run.data.metrics
         for lang in ("en", "s3", "avg", "gap"):
-            assert m[f"test/{lang}/accuracy"] == pytest.approx(rec.final[f"test/{lang}/accuracy"])
+            assert m[f"test/{lang}/accuracy"] == round(rec.final[f"test/{lang}/accuracy"], 4)  # as MLflow shows it
         curve = client.get_metric_history(run.info.run_id, "dev/en/accuracy")
         assert sorted((h.step, h.value) for h in curve) == [
-            (int(e), pytest.approx(v)) for e, v in rec.dev_curve
+            (int(e), pytest.approx(v, abs=1e-4)) for e, v in rec.dev_curve
         ]
         rows = per_language_csv(client, run.info.run_id, tmp_path)
         assert rows[0] == "lang,accuracy" and [r.split(",")[0] for r in rows[1:]] == [
             "en",
             "s3",
             "avg",
+            "others",
             "gap",
         ]
 

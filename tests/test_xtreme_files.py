@@ -200,12 +200,12 @@ def test_unknown_language_missing_files_and_english_only_splits(ctx: LoadContext
         XtunerError, match=rf"missing file {re.escape(str(DOWNLOAD / 'pawsx' / 'test-fr.tsv'))}"
     ):
         get_task("pawsx").load("test", "fr", ctx)
-    with pytest.raises(
-        XtunerError, match=r"missing file .*xnli/train-de.tsv; XTREME's download folder has training"
+    with pytest.raises(  # other languages' train sets: XTREME's translations (tests/test_translate_train.py)
+        XtunerError, match=r"missing file .*xnli/translate-train/en-fr-translated.tsv; XTREME's download script"
     ):
-        get_task("xnli").load("train", "de", ctx)
-    with pytest.raises(XtunerError, match="task 'xquad' has no train data in 'de'.*SQuAD"):
-        get_task("xquad").load("train", "de", ctx)
+        get_task("xnli").load("train", "fr", ctx)
+    with pytest.raises(XtunerError, match="missing file .*squad.translate.train.en-es.json; XTREME's"):
+        get_task("xquad").load("train", "es", ctx)
     with pytest.raises(XtunerError, match="task 'xquad' has no validation data in 'de'"):
         get_task("xquad").load("validation", "de", ctx)
 

@@ -80,8 +80,12 @@ class ConsoleReporter:
     def report(self, metrics: dict[str, float], checkpoint_dir: str | None = None) -> None:
         if self.quiet or "done" in metrics:
             return
-        dev = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items() if k.startswith("dev/"))
-        self.progress.log(f"  epoch {metrics.get('epoch', 0):.2f} step {int(metrics.get('step', 0))}: en-dev {dev}")
+        from xtuner.progress import fit_line
+
+        dev = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()
+                        if k.startswith("dev/") and k != "dev/en/main")  # fmt: skip
+        step = f"  epoch {metrics.get('epoch', 0):.2f} step {int(metrics.get('step', 0))}:"
+        self.progress.log(fit_line(step, f"en-dev {dev}", ""))
 
     def resume_from(self) -> str | None:
         return None

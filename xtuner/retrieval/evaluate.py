@@ -71,7 +71,8 @@ def sides(task: Task, split: str, lang: str, ctx: LoadContext) -> tuple[Side, Si
     return out[lang], out["en"]
 
 
-def tatoeba_scores(task: Task, lang: str, other: Side, english: Side) -> dict[str, float]:
+def tatoeba_scores(task: Task, lang: str, other: Side, english: Side,
+                   collect: dict | None = None) -> dict[str, float]:  # fmt: skip
     assert other.vectors is not None and english.vectors is not None
     pos_other = {sid: i for i, sid in enumerate(other.ids)}
     pos_en = {sid: i for i, sid in enumerate(english.ids)}
@@ -80,7 +81,12 @@ def tatoeba_scores(task: Task, lang: str, other: Side, english: Side) -> dict[st
     if not keep_en:
         raise XtunerError(f"task {task.name!r} {lang}: no English sentence has a gold translation")
     to_other = search.tatoeba_predictions(other.vectors, english.vectors[keep_en])
-    scores = task.metric(list(to_other), [pos_other[english.gold[i][0]] for i in keep_en], lang)
+    refs = [pos_other[english.gold[i][0]] for i in keep_en]
+    scores = task.metric(list(to_other), refs, lang)
+    if collect is not None:  # per English sentence: the retrieved and the gold row (xtuner.trial.predictions)
+        from xtuner.trial.evaluate import Predictions
+
+        collect[lang] = Predictions([english.ids[i] for i in keep_en], [int(p) for p in to_other], refs)
     to_en = search.nearest(other.vectors[keep_other], english.vectors)
     back = task.metric(list(to_en), [pos_en[other.gold[i][0]] for i in keep_other], lang)
     return {**scores, "accuracy_to_en": back["accuracy"]}
@@ -97,9 +103,11 @@ def _gold_pairs(other: Side) -> set[tuple[str, str]]:
 
 
 def evaluate_retrieval(
-    task: Task, encoder: Encoder, languages: list[str], ctx: LoadContext | None = None, *, split: str = "test"
-) -> dict[str, dict[str, float]]:
-    """{lang: metrics} for every non-English language of `languages` (English is the pivot)."""
+    task: Task, encoder: Encoder, languages: list[str], ctx: LoadContext | None = None, *, split: str = "test",
+    collect: dict | None = None,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """{lang: metrics} for every non-English language of `languages` (English is the pivot); `collect` receives the
+    per-example predictions of the tatoeba family ({lang: Predictions}; BUCC's F1 has no per-example form)."""
     if task.head != HeadType.RETRIEVAL:
         raise XtunerError(f"task {task.name!r} is not a retrieval task (head {task.head})")
     ctx = ctx or LoadContext()
@@ -110,7 +118,7 @@ def evaluate_retrieval(
         for side in (other, english):
             side.vectors = encoder.vectors(side.sentences, task.family)
         if task.family == "tatoeba":
-            out[lang] = tatoeba_scores(task, lang, other, english)
+            out[lang] = tatoeba_scores(task, lang, other, english, collect)
         elif task.family == "bucc":
             out[lang] = bucc_scores(task, lang, other, english, encoder, ctx, split)
         else:

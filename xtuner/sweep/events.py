@@ -28,7 +28,7 @@ from typing import Any
 from xtuner.cluster.redact import redact_text
 from xtuner.errors import XtunerError
 from xtuner.progress import fit_line, fmt_seconds, line_width
-from xtuner.sweep.report import fmt_params, summary_markdown
+from xtuner.sweep.report import end_detail, fmt_params, summary_markdown
 from xtuner.sweep.space import SweepPlan
 from xtuner.sweep.state import FINISHED, STATE_FILE, SweepState, TrialRecord, exists, join
 from xtuner.sweep.tracker import TrackingQueue, short_http_timeouts
@@ -65,9 +65,11 @@ def replay_results(state: SweepState) -> dict[str, dict[str, Any]]:
 
 class SweepEvents:
     def __init__(
-        self, plan: SweepPlan, sweep_dir: str, tracking_uri: str | None, quiet: bool = False
-    ) -> None:
+        self, plan: SweepPlan, sweep_dir: str, tracking_uri: str | None, quiet: bool = False,
+        overwrite: bool = False,
+    ) -> None:  # fmt: skip
         self.plan, self.sweep_dir, self.tracking_uri, self.quiet = plan, str(sweep_dir), tracking_uri, quiet
+        self.overwrite = overwrite  # --overwrite: the earlier sweep's MLflow runs are deleted when the parent opens
         self._reset()
 
     def _reset(self) -> None:
@@ -87,7 +89,8 @@ class SweepEvents:
         return {"sweep_dir": redact_text(self.sweep_dir)}  # no spec, no tracking URI: tuner.pkl holds no secret
 
     def __setstate__(self, d: dict[str, Any]) -> None:
-        self.__dict__.update(plan=None, tracking_uri=None, quiet=True, **d)  # unusable; resume makes a fresh one
+        self.__dict__.update(plan=None, tracking_uri=None, quiet=True, overwrite=False, **d)  # unusable: resume
+        # makes a fresh one
         self._reset()
 
     @property
@@ -144,8 +147,11 @@ class SweepEvents:
             self._parent_go.wait()
             if self.state is None or self._parent_cancelled:
                 return
-            writer.open_parent(self.state, self.state.spec, self.sweep_dir)
+            writer.open_parent(self.state, self.state.spec, self.sweep_dir, replace=self.overwrite)
             self._opened = writer
+            if writer.replaced and not self.quiet:
+                print(f"--overwrite: deleted the {writer.replaced} MLflow runs of the earlier sweep "
+                      f"{self.state.name!r} (restorable until `mlflow gc`)", file=sys.stderr, flush=True)  # fmt: skip
             if self.tracker is not None:  # opened in the background: keep the run ids
                 self.save()
         except Exception as e:  # noqa: BLE001 - any MLflow failure here is the user's setup
@@ -326,7 +332,7 @@ class SweepEvents:
             writer, result = self.writer, dict(result)
             self._track(lambda: writer.log_dev(rec, result, step), f"log trial {trial_id}'s dev metrics")
         self.save()
-        at = f"step {step} (epoch {epoch:.2g})" if by_steps else f"epoch {epoch:g}"
+        at = f"step {step} (epoch {epoch:.2f})" if by_steps else f"epoch {epoch:g}"
         elapsed = fmt_seconds(time.time() - (rec.start_time or time.time()))
         self._line(rec, "dev", fmt_params(rec.searched_values()),
                    f"{at}: {rec.main_metric} {float(result[key]):.1f} ({elapsed})")  # fmt: skip
@@ -363,6 +369,8 @@ class SweepEvents:
             }
             if isinstance(result.get("weights_dir"), str):  # run_trial kept the weights there
                 rec.weights = result["weights_dir"]
+            if isinstance(result.get("intermediate_key"), str):  # its stage 1 (xtuner/intermediate)
+                rec.intermediate_key = result["intermediate_key"]
             if isinstance(result.get("predictions_dir"), str):  # and wrote its per-example predictions there
                 rec.predictions = result["predictions_dir"]
         else:
@@ -424,20 +432,7 @@ class SweepEvents:
                         persist=True)  # fmt: skip
         self.save()
         secs = rec.end_time - (rec.start_time or rec.end_time)
-        main = rec.main_metric
-        if rec.state == "done":
-            others = [v for k, v in rec.final.items() if k.startswith("test/") and k.endswith("/" + main)
-                      and k.split("/")[1] not in ("en", "avg", "gap")]  # fmt: skip
-            detail = f"dev {rec.best_dev:.1f}" if rec.best_dev is not None else ""
-            if f"test/en/{main}" in rec.final:
-                detail += f" en {rec.final[f'test/en/{main}']:.1f}"
-            if others:
-                detail += f" others {sum(others) / len(others):.1f}"
-        elif rec.state == "pruned":
-            last = rec.dev_curve[-1] if rec.dev_curve else [0, float("nan")]
-            detail = f"at epoch {last[0]:g}, dev {last[1]:.1f}"
-        else:
-            detail = (rec.error or "").splitlines()[0][:160] if rec.error else ""
+        detail = end_detail(rec)
         self._line(rec, rec.state, fmt_params(rec.searched_values()), f"{detail}, {fmt_seconds(secs)}".lstrip(", "))
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -472,7 +467,7 @@ def _finish_child(writer: MlflowWriter, final: TrialRecord, live: TrialRecord) -
 
 
 def _is_final_key(key: str) -> bool:
-    return key.startswith(("test/", "dev/", "analysis/")) or key in (
+    return key.startswith(("test/", "dev/", "analysis/", "stage1/")) or key in (
         "trainable_params", "total_params", "train_seconds", "eval_seconds")  # fmt: skip
 
 

@@ -51,6 +51,8 @@ def trial_dict(rec: TrialRecord) -> dict[str, Any]:
         "metrics": rec.final, "run_id": rec.run_id, "error": rec.error, "failures": rec.failures,
         "started_at": _when(rec.start_time), "ended_at": _when(rec.end_time), "seconds": seconds,
         "weights": rec.weights,
+        "predictions": rec.predictions,
+        "train_loss": rec.train_loss,
     }  # fmt: skip
 
 

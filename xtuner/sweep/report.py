@@ -30,6 +30,22 @@ def fmt_params(values: dict[str, Any]) -> str:
     )
 
 
+def end_detail(rec: TrialRecord) -> str:
+    """The end of a trial's progress line: done: selected en-dev, English test and the others' mean (main metric);
+    pruned: where it stopped; otherwise the first line of its error."""
+    main = rec.main_metric
+    if rec.state == "done":
+        detail = f"dev {rec.best_dev:.1f}" if rec.best_dev is not None else ""
+        if f"test/en/{main}" in rec.final:
+            detail += f" en {rec.final[f'test/en/{main}']:.1f}"
+        others = _others(rec)
+        return detail + (f" others {others:.1f}" if others is not None else "")
+    if rec.state == "pruned":
+        last = rec.dev_curve[-1] if rec.dev_curve else [0, float("nan")]
+        return f"at epoch {last[0]:g}, dev {last[1]:.1f}"
+    return rec.error.splitlines()[0][:160] if rec.error else ""
+
+
 # ------------------------------------------------------------------------------------------------ dry run
 def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
     console = console or Console()
@@ -105,8 +121,10 @@ def resource_plan(plan: SweepPlan) -> list[str]:
     lines.append(f"storage: {storage.rstrip('/')}/{spec.name}")
     if any(plan.resources(m)[1] > 0 for m in spec.methods):  # GPU sweeps: rough GPU-hours and a node plan
         from xtuner.cluster.estimate import estimate_lines
+        from xtuner.intermediate.estimate import stage1_trials
 
-        lines += estimate_lines(planned_trials(plan))
+        trials = planned_trials(plan)
+        lines += estimate_lines(trials + stage1_trials(trials))  # each distinct stage 1 once (stage1-<variant>)
     return lines
 
 
@@ -164,7 +182,7 @@ def _mean(recs: list[TrialRecord], key: str) -> float | None:
 
 def _others(rec: TrialRecord) -> float | None:
     values = [v for k, v in rec.final.items() if k.startswith("test/") and k.endswith(f"/{rec.main_metric}")
-              and k.split("/")[1] not in ("en", "avg", "gap")]  # fmt: skip
+              and k.split("/")[1] not in ("en", "avg", "gap", "others")]  # fmt: skip
     return mean(values) if values else None
 
 

@@ -120,7 +120,7 @@ def run_sweep(
             write_text(join(sweep_dir, "sweep_spec.yaml"), spec_text)
         except OSError as e:
             raise XtunerError(f"storage {sweep_dir}: cannot write sweep_spec.yaml ({e.strerror or e})") from None
-        events = SweepEvents(plan, sweep_dir, uri, quiet=quiet)  # opened (MLflow parent run) once Ray is up
+        events = SweepEvents(plan, sweep_dir, uri, quiet=quiet, overwrite=overwrite)  # opened once Ray is up
         events.prepare_tracking()  # MLflow's import and store open in a thread while Ray starts
         for line in plan.warnings:
             print(line, file=sys.stderr)
@@ -236,12 +236,25 @@ def _finish(events: SweepEvents, console: Console | None, quiet: bool) -> SweepS
                 f"sweep stopped before the end; continue with: xtuner sweep resume {events.sweep_dir}"
             )
         if state.tracking_uri:
-            uri = redact_text(state.tracking_uri)
-            ui = f"open {uri}" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
-            console.print(f"per-language results in MLflow ({uri}): {ui}")
+            for line in mlflow_hint(state):
+                console.print(line, soft_wrap=True, highlight=False, markup=False)  # no wrapped addresses
         console.print(f"trial table: xtuner sweep status {state.name}")
     _log_report(events, state, quiet)
     return state
+
+
+def mlflow_hint(state: SweepState) -> list[str]:
+    """Where to look in MLflow: the command that starts the UI (for a sqlite store), the runs table in model-training
+    mode and the sweep's parent run (`xtuner.sweep.run_meta.ui_links`)."""
+    from xtuner.sweep.run_meta import ui_links
+
+    uri = redact_text(state.tracking_uri or "")
+    command, links = ui_links(uri, state.experiment_id, state.parent_run_id)
+    lines = [f"MLflow: {command}" if command else f"MLflow: {uri}"]
+    if links:  # each address on its own line, within 100 columns for the default UI address
+        lines.append("  the runs table (model-training mode), then this sweep's parent run:")
+        lines += [f"  {link}" for link in links]
+    return lines
 
 
 def _log_report(events: SweepEvents, state: SweepState, quiet: bool) -> None:
@@ -270,4 +283,10 @@ def sweep_status(name_or_path: str, storage: str | None = None, console: Console
     console.print(status_table(state))
     for table in results_tables(state):
         console.print(table)
+    from xtuner.sweep.export import sweep_state
+
+    where = sweep_state(state, sweep_dir)
+    hint = f"; continue with: xtuner sweep resume {sweep_dir}" if where == "stopped" else ""
+    parent = f"; MLflow parent run {state.parent_run_id}" if state.parent_run_id else ""
+    console.print(f"sweep {state.name}: {where}{parent}{hint}", soft_wrap=True)
     return state

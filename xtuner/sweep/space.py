@@ -42,7 +42,9 @@ RESERVED = {"task": "tasks:", "model": "model:/models:", "method": "methods:", "
 FORBIDDEN = {"method_settings": "write method settings in methods.<method>", "output_dir": "the sweep keeps "
              "checkpoints in its storage; trials write to their own temp dirs",
              "predictions_dir": "the sweep keeps them in <storage>/<name>/predictions/<trial>/ (turn them off with "
-             "predictions: false)"}  # fmt: skip
+             "predictions: false)",
+             **dict.fromkeys(("intermediate", "intermediate_variant"), "write it in tasks.<task>.intermediate"),
+             "intermediate_dir": "the sweep keeps stage-1 results in its storage"}  # fmt: skip
 DISTRIBUTIONS = ("loguniform", "uniform", "randint")
 PATH_SETTINGS = ("data_dir", "cache_dir")
 SOURCE_SETTINGS = ("train_data", "validation_data", "test_data")  # hub | <folder> | <kind>:<folder>
@@ -240,6 +242,12 @@ def _group(
                 d.pop(name, None)
             _place(spec, name, value, loc + [name], fixed, axes, dists)
             origin[name] = loc + [name]
+    from xtuner.sweep.intermediate_checks import intermediate_block
+
+    i_fixed, i_axes, i_origin = intermediate_block(spec, t)
+    fixed.update(i_fixed)
+    axes.update(i_axes)
+    origin.update(i_origin)
     group = Group(key, t, m, model, seed, task.main_metric, fixed, axes, dists, origin, base=runs)
     has_protocol = fixed.get("protocol") is not None or "protocol" in axes
     if "lr" not in fixed and "lr" not in axes and "lr" not in dists and not has_protocol:

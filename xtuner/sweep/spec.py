@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from xtuner.errors import XtunerError
+from xtuner.intermediate.settings import IntermediateSettings, Variant
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MAX_NAME_LENGTH = 100
@@ -82,9 +83,31 @@ class CheckpointSpec(_Strict):
     keep_finished: bool = False  # keep the checkpoints of finished trials (they are only needed to resume)
 
 
+class IntermediateSpec(IntermediateSettings):
+    """``tasks.<task>.intermediate``: the stage-1 settings, and the variants searched like any other setting."""
+
+    variant: list[Variant] = Field(description="none | en | multi, or a list of them (a sweep axis)")
+
+    @field_validator("variant", mode="before")
+    @classmethod
+    def _listed(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("variant")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("a non-empty list of distinct variants (none, en, multi)")
+        return v
+
+    def settings(self) -> IntermediateSettings:
+        return IntermediateSettings.model_validate(self.model_dump(exclude={"variant"}))
+
+
 class TaskOverride(_Strict):
     trial: dict[str, Any] = Field(default_factory=dict)
     methods: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    intermediate: IntermediateSpec | None = None  # an intermediate stage before this task (xtuner/intermediate)
 
 
 class SweepSpec(_Strict):

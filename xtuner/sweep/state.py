@@ -32,6 +32,9 @@ from xtuner.errors import XtunerError
 STATE_FILE = "xtuner_sweep.json"
 WEIGHTS = "weights"  # <sweep>/weights/<trial_id>/: kept weights (spec keep_weights; xtuner/trial/weights.py)
 PREDICTIONS = "predictions"  # <sweep>/predictions/<trial_id>/: per-example test predictions (xtuner/trial/predictions.py)
+# <storage>/_intermediate/<key>/: stage-1 results shared by the storage's sweeps (xtuner/intermediate/store.py);
+# "_" never starts a sweep name, so no sweep folder can take this name
+INTERMEDIATE = "_intermediate"
 STATES = ("running", "done", "pruned", "nonfinite", "error")
 FINISHED = ("done", "pruned", "nonfinite", "error")
 
@@ -62,6 +65,7 @@ class TrialRecord:
     pid: int | None = None
     failures: int = 0  # worker deaths / crashes that Tune retried from the last checkpoint (max_failures)
     weights: str | None = None  # where the trial kept its weights (spec keep_weights), or None
+    intermediate_key: str | None = None  # the key of its stage-1 result (xtuner/intermediate), or None
     checkpoints: int = 0  # checkpoints Tune registered for the trial (a retry resumes from the last one)
     predictions: str | None = None  # where the trial wrote its per-example test predictions, or None
     train_loss: list[list[float]] = field(default_factory=list)  # [optimizer step, training loss]

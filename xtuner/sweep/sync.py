@@ -23,8 +23,9 @@ from typing import Any
 
 from xtuner.cluster.redact import redact_text
 from xtuner.errors import XtunerError
+from xtuner.sweep.run_meta import RUN_STATUS, STATUS, child_params, display_value
 from xtuner.sweep.state import FINISHED, STATE_FILE, SweepState, TrialRecord, find_sweep_dir, join
-from xtuner.sweep.tracking import RUN_STATUS, MlflowWriter, per_language_csv, redact
+from xtuner.sweep.tracking import MlflowWriter, per_language_csv, redact
 
 
 @dataclass
@@ -141,10 +142,10 @@ class Syncer:
             self.report.runs_created.append(rec.trial_id)
             run = self.client.get_run(rec.run_id)
         rec.run_id = run.info.run_id
-        self._params(run, {**rec.params, "trial_id": rec.trial_id})
+        self._params(run, child_params(rec))
         tags = {"mlflow.parentRunId": self.state.parent_run_id, "xtuner.trial_id": rec.trial_id,
                 "xtuner.sweep": self.state.name, "xtuner.group": rec.group, "xtuner.task": rec.task,
-                "xtuner.method": rec.method, "xtuner.state": rec.state}  # fmt: skip
+                "xtuner.method": rec.method, "xtuner.state": rec.state, "xtuner.status": STATUS[rec.state]}  # fmt: skip
         if rec.state == "pruned" and rec.dev_curve:
             tags["xtuner.pruned_at_epoch"] = f"{rec.dev_curve[-1][0]:g}"
         if rec.error:
@@ -169,7 +170,10 @@ class Syncer:
         run = self.client.get_run(state.parent_run_id)
         self._artifact(run, "best_configs.json", lambda n: self.w.log_dict(run.info.run_id, best, n))
         self._artifact(run, "summary.md", lambda n: self.w.log_text(run.info.run_id, summary_md, n))
-        self._tags(run, {f"xtuner.trials.{k}": str(v) for k, v in state.counts().items()})
+        self._tags(
+            run,
+            {**{f"xtuner.trials.{k}": str(v) for k, v in state.counts().items()}, "xtuner.status": "done"},
+        )
         metrics = {}
         for row in best:
             for key in ("dev_en", "test_en", "test_others", "gap"):
@@ -224,7 +228,7 @@ class Syncer:
         items = []
         for epoch, value in rec.dev_curve:
             step = int(round(epoch))
-            items += [Metric(k, float(value), now, step) for k in keys if step not in have[k]]
+            items += [Metric(k, display_value(k, value), now, step) for k in keys if step not in have[k]]
             if step not in have_epoch:
                 items.append(Metric("epoch", float(epoch), now, step))
         if items:

@@ -2,13 +2,17 @@
 
 One parent run per sweep (tags ``xtuner.sweep``, the spec as ``sweep_spec.json``, at the end the best
 configuration per task and method) and one child run per trial (tag ``mlflow.parentRunId``, ``xtuner.trial_id``,
-``xtuner.state``, ``xtuner.eval_split`` = test | validation, what the ``test/...`` metrics were scored on): params
-are the trial's flat run_trial config (secret-looking ones redacted), ``dev/en/<metric>`` is stepped per epoch
-(or per optimizer step when the trial evaluates every ``eval_interval`` steps), the final ``test/<lang>/<metric>``,
-``test/avg/<metric>``, ``test/gap/<metric>`` and ``best/dev/en/<metric>`` are logged once, with ``per_language.csv``
-(and ``analysis/representations/<lang>/<metric>`` when the spec's ``representations`` is on; the tag
-``xtuner.weights`` names the trial's kept weights). Run ids live in the sweep state file, so a resumed sweep reuses its runs. A run
+``xtuner.state``, ``xtuner.status``, ``xtuner.eval_split`` = test | validation, what the ``test/...`` metrics were
+scored on). Run names, the resolved params, provenance tags, MLflow run status and UI links come from
+`xtuner.sweep.run_meta`. ``dev/en/<metric>`` and ``dev/en/main`` are stepped per epoch (or per optimizer step
+when the trial evaluates every ``eval_interval`` steps), ``train/loss`` per optimizer step (`log_losses`), the
+final ``test/<lang>/<metric>``, ``test/avg|others|gap/<metric>`` (and the same with ``main``) and
+``best/dev/en/<metric>`` are logged once, with ``per_language.csv`` and the trial's per-example predictions under
+``predictions/`` (`log_predictions`, from the folder the worker wrote) (and
+``analysis/representations/<lang>/<metric>`` when the spec's ``representations`` is on; the tag ``xtuner.weights``
+names the trial's kept weights). Run ids live in the sweep state file, so a resumed sweep reuses its runs. A run
 written completely is marked in the state (``tracked``); what MLflow lacks is backfilled by `xtuner.sweep.sync`.
+``--overwrite`` deletes the earlier sweep's runs first (`replace_runs`).
 
 Everything written passes through `xtuner.cluster.redact` (params, tag values, text and dict artifacts: `log_text`,
 `log_dict`). During a sweep these calls run on the writer thread of `xtuner.sweep.tracker`, never on Tune's loop.
@@ -24,10 +28,19 @@ from typing import Any
 
 from xtuner.cluster.redact import redact as redact_value
 from xtuner.cluster.redact import redact_text
+from xtuner.sweep.run_meta import (
+    EXPERIMENT_KIND,
+    RUN_STATUS,
+    STATUS,
+    as_written,
+    child_params,
+    display_value,
+    provenance_tags,
+    run_name,
+)
 from xtuner.sweep.state import SweepState, TrialRecord
 
 PREDICTIONS = "predictions"  # a child run's folder of <lang>.parquet + meta.json (xtuner.metrics.examples)
-RUN_STATUS = {"done": "FINISHED", "pruned": "FINISHED", "nonfinite": "FAILED", "error": "FAILED"}
 
 
 def redact(params: dict[str, Any]) -> dict[str, str]:
@@ -55,23 +68,33 @@ class MlflowWriter:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.uri, self.experiment = uri, experiment
         self.client = MlflowClient(tracking_uri=uri)
+        self.replaced = 0  # runs of an earlier sweep of this name deleted by --overwrite
 
     # ------------------------------------------------------------------------------------------ parent run
-    def open_parent(self, state: SweepState, spec_dict: dict[str, Any], storage_dir: str) -> None:
-        """Create the experiment and the parent run, or reopen the ones in `state` (resume)."""
+    def open_parent(self, state: SweepState, spec_dict: dict[str, Any], storage_dir: str, *,
+                    replace: bool = False) -> None:  # fmt: skip
+        """Create the experiment and the parent run, or reopen the ones in `state` (resume). `replace`
+        (``--overwrite``): first delete the earlier runs of this sweep folder (`replace_runs`)."""
         if state.parent_run_id:
             self.client.update_run(state.parent_run_id, status="RUNNING")
-            self.client.set_tag(state.parent_run_id, "xtuner.resumed", str(int(time.time())))
+            self._set_tags(
+                state.parent_run_id, {"xtuner.resumed": str(int(time.time())), "xtuner.status": "running"}
+            )
             return
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
             exp_id = self.client.create_experiment(
-                self.experiment, artifact_location=self._artifact_location()
+                self.experiment, artifact_location=self._artifact_location(), tags=EXPERIMENT_KIND
             )
         else:
             exp_id = exp.experiment_id
+            if exp.tags.get("mlflow.experimentKind") is None:  # made by an older xtuner, or by hand
+                for k, v in EXPERIMENT_KIND.items():
+                    self.client.set_experiment_tag(exp_id, k, v)
+            if replace:
+                self.replaced = replace_runs(self.client, exp_id, state.name, str(storage_dir))
         tags = {"xtuner.sweep": state.name, "xtuner.kind": "sweep", "xtuner.storage": str(storage_dir),
-                "mlflow.runName": state.name}  # fmt: skip
+                "mlflow.runName": state.name, "xtuner.status": "running", **provenance_tags()}  # fmt: skip
         tags = {k: redact_text(v) for k, v in tags.items()}
         run = self.client.create_run(exp_id, tags=tags, run_name=state.name)
         state.experiment_id, state.parent_run_id = exp_id, run.info.run_id
@@ -81,7 +104,7 @@ class MlflowWriter:
         top.update(tasks=sorted(spec_dict["tasks"]), methods=sorted(spec_dict["methods"]),
                    models=spec_dict.get("models") or [spec_dict.get("model")],
                    scheduler=spec_dict["scheduler"]["type"])  # fmt: skip
-        self._log_params(run.info.run_id, top)
+        self._log_params(run.info.run_id, {k: as_written(v) for k, v in top.items()})
         self.log_dict(run.info.run_id, spec_dict, "sweep_spec.json")
 
     def _artifact_location(self) -> str | None:
@@ -100,7 +123,9 @@ class MlflowWriter:
         self.log_dict(run_id, best, "best_configs.json")
         self.log_text(run_id, summary_md, "summary.md")
         counts = state.counts()
-        self._set_tags(run_id, {f"xtuner.trials.{k}": str(v) for k, v in counts.items()})
+        self._set_tags(
+            run_id, {**{f"xtuner.trials.{k}": str(v) for k, v in counts.items()}, "xtuner.status": "done"}
+        )
         metrics = {}
         for row in best:
             for key in ("dev_en", "test_en", "test_others", "gap"):
@@ -117,12 +142,12 @@ class MlflowWriter:
             return
         tags = {"mlflow.parentRunId": state.parent_run_id, "xtuner.trial_id": rec.trial_id,
                 "xtuner.sweep": state.name, "xtuner.state": "running", "xtuner.group": rec.group,
-                "xtuner.task": rec.task, "xtuner.method": rec.method,
-                "xtuner.eval_split": str(rec.params.get("eval_split", "test"))}  # fmt: skip
-        name = f"{rec.task}-{rec.method}-{rec.trial_id}"
+                "xtuner.task": rec.task, "xtuner.method": rec.method, "xtuner.status": "running",
+                "xtuner.eval_split": str(rec.params.get("eval_split", "test")), **provenance_tags()}  # fmt: skip
+        name = run_name(rec, with_model=len(state.spec.get("models") or []) > 1)
         run = self.client.create_run(state.experiment_id, tags=tags, run_name=name)
         rec.run_id = run.info.run_id
-        self._log_params(rec.run_id, {**rec.params, "trial_id": rec.trial_id})
+        self._log_params(rec.run_id, child_params(rec))
 
     def log_dev(self, rec: TrialRecord, result: dict[str, Any], step: int) -> None:
         metrics = {k: v for k, v in result.items() if k.startswith("dev/")}
@@ -160,7 +185,7 @@ class MlflowWriter:
         table = per_language_csv(rec.final)
         if table:
             self.log_text(run_id, table, "per_language.csv")
-        tags = {"xtuner.state": rec.state}
+        tags = {"xtuner.state": rec.state, "xtuner.status": STATUS[rec.state]}
         if rec.state == "pruned" and rec.dev_curve:
             tags["xtuner.pruned_at_epoch"] = f"{rec.dev_curve[-1][0]:g}"
         if rec.error:
@@ -169,6 +194,8 @@ class MlflowWriter:
             tags["xtuner.failures"] = str(rec.failures)
         if rec.weights:
             tags["xtuner.weights"] = rec.weights
+        if rec.intermediate_key:
+            tags["xtuner.intermediate.key"] = rec.intermediate_key
         if rec.predictions:
             self.log_predictions(run_id, rec.predictions)
         self._set_tags(run_id, tags)
@@ -203,13 +230,35 @@ class MlflowWriter:
 
         assert run_id is not None
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items()) if _number(v)]
+        items = [Metric(k, display_value(k, v), now, step) for k, v in sorted(metrics.items()) if _number(v)]
         for i in range(0, len(items), 500):
             self.client.log_batch(run_id, metrics=items[i : i + 500])
 
 
+def replace_runs(client, experiment_id: str, sweep: str, storage_dir: str) -> int:
+    """``--overwrite``: delete (MLflow's soft delete: the runs leave the runs table and every search, and
+    ``mlflow gc`` removes them for good; until then the UI's "deleted" filter shows them and
+    ``MlflowClient().restore_run(id)`` brings one back) the parent runs of sweep `sweep` in `storage_dir` and their
+    child runs, so that an experiment never holds two sweeps of one name. Returns how many runs were deleted."""
+    parents = client.search_runs([experiment_id], max_results=1000, filter_string=(
+        f"tags.`xtuner.sweep` = '{sweep}' and tags.`xtuner.kind` = 'sweep'"))  # fmt: skip
+    parents = [r for r in parents if r.data.tags.get("xtuner.storage") == storage_dir]
+    deleted = 0
+    for parent in parents:
+        pid = parent.info.run_id
+        children = client.search_runs([experiment_id], max_results=50000,
+                                      filter_string=f"tags.`mlflow.parentRunId` = '{pid}'")  # fmt: skip
+        for run in [*children, parent]:
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
+            client.set_tag(run.info.run_id, "xtuner.overwritten", str(int(time.time())))
+            client.delete_run(run.info.run_id)
+            deleted += 1
+    return deleted
+
+
 def per_language_csv(final: dict[str, float]) -> str:
-    """``lang,<metric>,...`` rows from the flat ``test/<lang>/<metric>`` keys (avg and gap rows last)."""
+    """``lang,<metric>,...`` rows from the flat ``test/<lang>/<metric>`` keys (avg, others and gap rows last)."""
     rows: dict[str, dict[str, float]] = {}
     for key, value in final.items():
         parts = key.split("/")
@@ -217,8 +266,9 @@ def per_language_csv(final: dict[str, float]) -> str:
             rows.setdefault(parts[1], {})[parts[2]] = value
     if not rows:
         return ""
-    metrics = sorted({m for r in rows.values() for m in r})
-    order = sorted(k for k in rows if k not in ("avg", "gap")) + [k for k in ("avg", "gap") if k in rows]
+    metrics = sorted({m for r in rows.values() for m in r} - {"main"})  # "main" repeats the main metric
+    summary = ("avg", "others", "gap")
+    order = sorted(k for k in rows if k not in summary) + [k for k in summary if k in rows]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["lang", *metrics])

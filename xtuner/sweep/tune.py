@@ -36,7 +36,16 @@ from xtuner.errors import XtunerError
 from xtuner.sweep import signing
 from xtuner.sweep.events import FINAL, MAIN, NONFINITE, REPLAY, SweepEvents
 from xtuner.sweep.space import SweepPlan
-from xtuner.sweep.state import PREDICTIONS, STATE_FILE, WEIGHTS, join, list_names, remove_tree, sweep_folder
+from xtuner.sweep.state import (
+    INTERMEDIATE,
+    PREDICTIONS,
+    STATE_FILE,
+    WEIGHTS,
+    join,
+    list_names,
+    remove_tree,
+    sweep_folder,
+)
 from xtuner.sweep.tune_search import GroupedASHA, search_setup
 
 
@@ -92,10 +101,12 @@ def worker_plan(plan: SweepPlan) -> SweepPlan:
 
 
 def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = None,
-                   weights_root: str | None = None, predictions_root: str | None = None):  # fmt: skip
+                   weights_root: str | None = None, predictions_root: str | None = None,
+                   intermediate_root: str | None = None):  # fmt: skip
     """The trainable; `replay` maps trials that finished before a resume to the result they report at once;
     `weights_root` (``<sweep>/weights``) is where trials keep their weights (spec ``keep_weights``),
-    `predictions_root` (``<sweep>/predictions``) where they write their per-example test predictions."""
+    `predictions_root` (``<sweep>/predictions``) where they write their per-example test predictions,
+    `intermediate_root` (``<storage>/_intermediate``) where they share their stage-1 results."""
     plan = worker_plan(plan)
 
     def xtuner_trial(config: dict[str, Any]) -> None:
@@ -115,6 +126,8 @@ def make_trainable(plan: SweepPlan, replay: dict[str, dict[str, Any]] | None = N
             flat["weights_dir"] = join(weights_root, trial_id)
         if predictions_root and flat.get("predictions", True):
             flat["predictions_dir"] = join(predictions_root, trial_id)
+        if intermediate_root and flat.get("intermediate_variant", "none") != "none":
+            flat["intermediate_dir"] = intermediate_root  # stage-1 results shared by the storage's sweeps
         try:
             run_trial(flat, reporter)
         except NonFiniteLossError as e:
@@ -322,7 +335,8 @@ def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = Fa
 def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry_errored: bool,
          replay: dict[str, dict[str, Any]] | None) -> None:  # fmt: skip
     exp_dir = sweep_folder(storage, plan.spec.name)
-    trainable = make_trainable(plan, replay, join(exp_dir, WEIGHTS), join(exp_dir, PREDICTIONS))
+    trainable = make_trainable(plan, replay, join(exp_dir, WEIGHTS), join(exp_dir, PREDICTIONS),
+                               join(storage, INTERMEDIATE))
     callback = EventsCallback(events)
     if resume:
         if not tune.Tuner.can_restore(exp_dir):

@@ -110,6 +110,9 @@ class Task:
     # data_key(split, lang, ctx) -> a string that names the raw data exactly (or None if it cannot tell cheaply);
     # with it, a tokenisation-cache hit never loads the raw data (see xtuner/data/cache.py)
     data_key: Callable[[str, str, LoadContext], str | None] | None = None
+    # languages whose train split this task can load (translate-train data, or native data like PAN-X's); an
+    # intermediate stage's multilingual variant trains on them (xtuner.intermediate). Default: the source language
+    train_languages: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.source_lang not in self.languages:
@@ -117,6 +120,7 @@ class Task:
                 f"task {self.name!r}: source language {self.source_lang!r} not in its languages"
             )
         object.__setattr__(self, "languages", tuple(sorted(self.languages)))
+        object.__setattr__(self, "train_languages", tuple(sorted(self.train_languages or (self.source_lang,))))
 
     @property
     def target_languages(self) -> tuple[str, ...]:

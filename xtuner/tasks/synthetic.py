@@ -61,6 +61,7 @@ def _task(
         description=description,
         language_info=LANGUAGE_INFO,
         data_key=_data_key(name),
+        train_languages=LANGUAGE_CODES,  # parallel by construction: the translate-train analogue
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xtuner.errors import XtunerError
+from xtuner.intermediate.settings import IntermediateSettings, Variant
 
 
 class TrialConfig(BaseModel):
@@ -85,6 +86,11 @@ class TrialConfig(BaseModel):
     # > 0: the representation analysis on this many parallel train rows at the end (sentence-pair tasks only),
     # logged as analysis/representations/<lang>/<metric>
     representation_rows: int = Field(0, ge=0)
+    # an intermediate stage before training (xtuner/intermediate): its variant (none | en | multi, a sweep axis),
+    # its settings, and the folder or s3:// / gs:// URI where stage-1 results are shared (default: the cache)
+    intermediate_variant: Variant = "none"
+    intermediate: IntermediateSettings | None = None
+    intermediate_dir: str | None = None
 
     @field_validator("train_data", "validation_data", "test_data")
     @classmethod
@@ -106,6 +112,8 @@ class TrialConfig(BaseModel):
     def _consistent(self) -> TrialConfig:
         if self.warmup_steps and self.warmup_ratio:
             raise ValueError("set warmup_ratio or warmup_steps, not both")
+        if self.intermediate_variant != "none" and self.intermediate is None:
+            raise ValueError(f"intermediate_variant {self.intermediate_variant!r} needs the intermediate settings")
         if self.save_strategy == "best" and self.selection == "last":
             raise ValueError("save_strategy 'best' keeps only the best checkpoint: it needs selection 'metric' or 'loss'")
         return self

@@ -20,7 +20,7 @@ UNTRAINED_OK = ("finetune", "lora")
 def run_retrieval_trial(setup, reporter) -> dict[str, Any]:
     from xtuner.retrieval.evaluate import Encoder, evaluate_retrieval
     from xtuner.tasks import LoadContext
-    from xtuner.trial.run import build, summarize
+    from xtuner.trial.run import _save_predictions, build, summarize
 
     cfg, task = setup.cfg, setup.task
     if cfg.method not in UNTRAINED_OK:
@@ -36,8 +36,11 @@ def run_retrieval_trial(setup, reporter) -> dict[str, Any]:
     ctx = LoadContext(data_dir=Path(cfg.data_dir).expanduser() if cfg.data_dir else None, splits=cfg.split_sources())
     started = time.time()
     encoder = Encoder(built.model, setup.tokenizer, batch_size=cfg.eval_batch_size)
-    test = evaluate_retrieval(task, encoder, setup.languages, ctx, split=cfg.eval_split)
+    predictions: dict = {}
+    test = evaluate_retrieval(task, encoder, setup.languages, ctx, split=cfg.eval_split, collect=predictions)
+    written = _save_predictions(setup, predictions)
     result = summarize(setup, test, built, [], train_seconds=0.0, eval_seconds=time.time() - started)
     result["retrieval"] = True  # nothing trained or selected: the CLI says so
-    reporter.report({**result["metrics"], "done": 1.0}, None)
+    result["predictions"], result["train_loss"] = written, []
+    reporter.report({**result["metrics"], **({"predictions_dir": written} if written else {}), "done": 1.0}, None)
     return result

@@ -2,6 +2,8 @@
 
 Reads top-down:
 1. `setup`: validate the flat config, resolve task, model and method settings (all errors before training).
+   With an ``intermediate_variant`` other than none, stage 1 (`xtuner.intermediate.stage1`) runs or is reused
+   first, and its encoder is the backbone from then on; its metrics (``stage1/...``) join the final ones.
 2. `prepare_data`: English train + dev and every target language's test split, tokenised through the on-disk
    cache (keyed by tokenizer, task, language, split, max length), so later trials skip tokenisation.
 3. `build_model`: the method wraps the backbone (xtuner.methods).
@@ -86,6 +88,13 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
 
         torch.set_num_threads(int(os.environ["XTUNER_NUM_THREADS"]))
     setup = setup_trial(config)
+    stage1 = None
+    if setup.cfg.intermediate_variant != "none":  # stage 1 (xtuner/intermediate): the backbone is its encoder
+        from xtuner.intermediate.stage1 import run_stage1
+
+        progress.stage(f"stage 1: {setup.cfg.intermediate.task} ({setup.cfg.intermediate_variant}), trained or reused")
+        stage1 = run_stage1(setup)
+        setup.model_path = stage1.encoder
     if setup.task.head == "retrieval":  # no training: the encoder is evaluated (xtuner/trial/retrieval.py)
         from xtuner.trial.retrieval import run_retrieval_trial
 
@@ -114,6 +123,9 @@ def run_trial(config: dict[str, Any] | TrialConfig, reporter: Reporter | None = 
     extra.update({"predictions_dir": written} if written else {})
     rest = losses.take()
     extra.update({"train/losses": rest} if rest else {})
+    if stage1 is not None:
+        result["metrics"].update(stage1.metrics)
+        result["intermediate_key"] = extra["intermediate_key"] = stage1.key
     reporter.report({**result["metrics"], **extra, "done": 1.0}, None)
     return result
 
@@ -158,7 +170,7 @@ class TrialData:
     prep_seconds: float
 
 
-def prepare_data(setup: Setup, progress: Progress | None = None) -> TrialData:
+def prepare_data(setup: Setup, progress: Progress | None = None, with_train: bool = True) -> TrialData:
     from xtuner.data.cache import cached_prepare, cached_tokenize
     from xtuner.data.preprocess import select_model_columns
     from xtuner.tasks import LoadContext
@@ -195,7 +207,7 @@ def prepare_data(setup: Setup, progress: Progress | None = None) -> TrialData:
     src = task.source_lang
     progress = progress or progress_of(None)
     progress.start("data", 2 + len(setup.languages), "loading + tokenising splits (cached)")
-    _, train_feats = load("train", src, True, cfg.max_train_examples)
+    train_feats = load("train", src, True, cfg.max_train_examples)[1] if with_train else None
     progress.advance("data", 1, f"train/{src}")
     dev_raw, dev_feats = load(cfg.dev_split, src, False, cfg.max_eval_examples)
     progress.advance("data", 2, f"{cfg.dev_split}/{src}")
@@ -209,7 +221,7 @@ def prepare_data(setup: Setup, progress: Progress | None = None) -> TrialData:
         progress.advance("data", i, f"{cfg.eval_split}/{lang}")
     progress.finish("data")
     return TrialData(
-        train=select_model_columns(task, train_feats, True),
+        train=select_model_columns(task, train_feats, True) if with_train else None,
         dev=EvalSplit(src, dev_raw, dev_feats),
         dev_model=select_model_columns(task, dev_feats, False),
         test=test,

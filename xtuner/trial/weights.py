@@ -57,6 +57,8 @@ def save_kept(built, setup, location: str) -> int:
         "trainable_params": built.trainable_params, "total_params": built.total_params,
         "config": cfg.model_dump(mode="json"),
     }  # fmt: skip
+    if cfg.intermediate_variant != "none":  # the backbone is the stage-1 encoder (xtuner/intermediate), not `model`
+        meta["backbone"] = setup.model_path
     with tempfile.TemporaryDirectory(prefix="xtuner-kept-") as tmp:
         staged = Path(tmp) / "kept"
         staged.mkdir()
@@ -133,7 +135,7 @@ def load_kept(location: str) -> Kept:
     from xtuner.tasks import HeadType
 
     meta = read_meta(location)
-    model_path = resolve_model(meta["model"])
+    model_path = meta.get("backbone") or resolve_model(meta["model"])
     built = build_model(model_path, HeadType(meta["head"]), int(meta["num_labels"]), meta["method"],
                         meta["method_settings"], trust_remote_code=bool(meta.get("trust_remote_code")))  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="xtuner-kept-") as tmp:

@@ -62,6 +62,13 @@ class Report:
                 out.append(f"{c.task} {c.method}: {text} (only done runs are in the tables{extra})")
         return out
 
+    def summary_lines(self) -> list[str]:
+        """Runs not in any number, the significance per task (only the tested ones when a note says why none
+        was), and the notes."""
+        tested = [x.summary for x in self.significance if any(c.p is not None for c in x.comparisons)]
+        sig = tested if self.notes else [x.summary for x in self.significance]
+        return [*self.status_lines(), *sig, *self.notes]
+
     def procedure(self) -> list[str]:
         return ["Best configuration per task, method and model: the highest mean English dev score (the best en-dev "
                 "main metric of each done run); test scores never enter the choice.",
@@ -88,15 +95,19 @@ def build(selection: Selection, client: Any, *, resamples: int = bs.RESAMPLES, s
             sig = tb.significance(store, task, mine, resamples, seed)
             sig_all += sig
             tables += [tb.languages_table(task, mine, sig), tb.configs_table(task, mine)]
+        from xtuner.intermediate.report import intermediate_section  # runs with an intermediate_variant param
+
+        inter_tables, inter_lines, inter_plots = intermediate_section(selection.runs, store, resamples, seed)
+        tables += inter_tables
     finally:
         store.close()
-    notes = []
+    notes = list(inter_lines)
     if sig_all and all(c.p is None for s in sig_all for c in s.comparisons):
         notes.append("significance: no per-example predictions in these runs (artifacts predictions/<lang>.parquet); "
                      "differences are shown without a test")  # fmt: skip
     report = Report(selection, choices, tables, sig_all, {}, resamples, seed, notes)
     if with_plots:
-        report.plots = make_plots(choices, client)
+        report.plots = {**make_plots(choices, client), **inter_plots}
     return report
 
 

@@ -30,7 +30,7 @@ ul.notes{margin:.2em 0 1em;padding-left:1.2em;color:#57606a;font-size:.85em}
 .plots img{max-width:calc(50% - 1em);border:1px solid #eaeef2}
 .tables{display:flex;flex-wrap:wrap;gap:0 2em;align-items:flex-start}
 td.text{text-align:left}
-.meta{color:#57606a;font-size:.9em}.summary{font-weight:600}
+.meta{color:#57606a;font-size:.9em}.summary li{margin:.15em 0}
 """
 
 
@@ -64,7 +64,7 @@ def _img(name: str, png: bytes) -> str:
 def page(report: Report) -> str:
     parts = [f"<h1>xtuner report: {escape(report.name)}</h1>",
              '<div class="meta">' + "<br>".join(escape(x) for x in report.header()) + "</div>"]  # fmt: skip
-    lines = [*report.status_lines(), *[s.summary for s in report.significance], *report.notes]
+    lines = report.summary_lines()
     if lines:
         parts.append('<ul class="summary">' + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>")
     parts.append("<h2>Table 1</h2>")
@@ -74,9 +74,12 @@ def page(report: Report) -> str:
         parts.append('<div class="plots">' + _img("gap.png", report.plots["gap.png"]) + "</div>")
     for task in report.tasks:
         parts.append(f"<h2>{escape(task)}</h2>")
-        parts += [_table(t) for t in report.tables if t.key in (f"languages_{task}", f"configs_{task}")]
-        imgs = [_img(n, report.plots[n]) for n in (f"heatmap_{task}.png", f"distance_{task}.png", f"dev_{task}.png")
-                if n in report.plots]  # fmt: skip
+        from xtuner.analysis.report.render import INTERMEDIATE_TABLES
+
+        keys = (f"languages_{task}", f"configs_{task}", *INTERMEDIATE_TABLES(task))
+        parts += [_table(t) for t in report.tables if t.key in keys]
+        imgs = [_img(n, report.plots[n]) for n in (f"heatmap_{task}.png", f"distance_{task}.png", f"dev_{task}.png",
+                                                   f"intermediate_{task}.png") if n in report.plots]  # fmt: skip
         if imgs:
             parts.append('<div class="plots">' + "".join(imgs) + "</div>")
     parts.append(

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 FORMATS = ("md", "html", "csv", "json")
 
 
+def INTERMEDIATE_TABLES(task: str) -> tuple[str, str]:  # noqa: N802 - the intermediate section (xtuner/intermediate)
+    return f"intermediate_{task}", f"intermediate_languages_{task}"
+
+
 def parse_formats(value: str | None) -> list[str]:
     if not value:
         return list(FORMATS)
@@ -65,9 +69,9 @@ def markdown(report: Report) -> str:
     for task in report.tasks:
         parts += [f"## {task}", ""]
         for t in report.tables:
-            if t.key in (f"configs_{task}", f"languages_{task}"):
+            if t.key in (f"configs_{task}", f"languages_{task}", *INTERMEDIATE_TABLES(task)):
                 parts += [md_table(t), ""]
-        for name in (f"heatmap_{task}.png", f"distance_{task}.png", f"dev_{task}.png"):
+        for name in (f"heatmap_{task}.png", f"distance_{task}.png", f"dev_{task}.png", f"intermediate_{task}.png"):
             if name in report.plots:
                 parts += [f"![{name[:-4]}]({name})", ""]
     parts += ["## Procedure", "", *[f"- {line}" for line in report.procedure()], ""]
@@ -155,6 +159,6 @@ def terminal(report: Report, console=None) -> None:
     console.print(rt)
     import textwrap
 
-    for line in [*t.notes, *report.status_lines(), *[s.summary for s in report.significance], *report.notes]:
+    for line in [*t.notes, *report.summary_lines()]:
         console.print(textwrap.fill(line, width=console.width, subsequent_indent="  "), highlight=False,
                       soft_wrap=True)  # fmt: skip

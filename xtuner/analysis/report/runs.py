@@ -34,7 +34,7 @@ NOT_AGGREGATE = ("avg", "gap", "others")
 # params that never make two runs different configurations (the seed is what a configuration averages over)
 NOT_CONFIG = {"seed", "trial_id", "weights_dir", "keep_weights", "output_dir", "cache_dir", "data_dir", "train_data",
               "validation_data", "test_data", "languages", "eval_batch_size", "representation_rows",
-              "protocol_version", "protocol_overrides"}  # fmt: skip
+              "protocol_version", "protocol_overrides", "predictions", "predictions_dir"}  # fmt: skip
 
 
 @dataclass
@@ -126,9 +126,10 @@ def to_run(r: Any) -> Run:
     task = tags.get("xtuner.task") or params.get("task", "?")
     method = tags.get("xtuner.method") or params.get("method", "?")
     metrics = dict(r.data.metrics)
-    settings = {
-        k: v for k, v in params.items() if k not in NOT_CONFIG and k not in ("task", "method", "model")
-    }
+    settings = {  # paths (*_dir: predictions, weights, intermediate results) differ per trial or machine
+        k: v for k, v in params.items()
+        if k not in NOT_CONFIG and not k.endswith("_dir") and k not in ("task", "method", "model")
+    }  # fmt: skip
     seed = params.get("seed")
     status = status_of(tags, r.info.status)
     note = ""

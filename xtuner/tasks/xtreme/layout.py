@@ -6,8 +6,12 @@ en dev for mlqa, SQuAD v1.1 dev for tydiqa); "test" is the XTREME test set of a 
 split; TyDiQA-GoldP's dev set, which XTREME uses as its test set). TyDiQA-GoldP has no English dev set apart
 from its test set, so tydiqa selects on SQuAD v1.1 dev (validation/en) and has no validation set in other
 languages.
-Training data in another language is served where the source has it (e.g. google/xtreme PAN-X), else the error
-says why. xnli has a second English dev split, "mnli_matched": MNLI's validation_matched (9,815 pairs), the dev
+Training data in another language is served where the source has it (e.g. google/xtreme PAN-X; facebook/xnli's
+machine-translated MultiNLI; PAWS-X's translated train sets), else the error says why. In an XTREME download folder
+the machine translations XTREME publishes (``gs://xtreme_translations``) are read where they are put:
+``xnli/translate-train/en-<lang>-translated.tsv``, ``pawsx/translate-train/en-<lang>-translated.tsv`` (5 tab-separated
+fields: English sentence 1 and 2, translated sentence 1 and 2, label) and
+``squad/translate-train/squad.translate.train.en-<lang>.json`` (SQuAD JSON, for xquad and mlqa). xnli has a second English dev split, "mnli_matched": MNLI's validation_matched (9,815 pairs), the dev
 set salesforce/MPT selects on; it comes from the hub's ``nyu-mll/glue`` ``mnli`` config, GLUE's
 ``MNLI/dev_matched.tsv`` (``<data_dir>/mnli/`` or ``<data_dir>/MNLI/``) beside an XTREME folder, or local parquet
 ``<data_dir>/xnli/mnli_matched-en.parquet``.
@@ -88,7 +92,8 @@ def panx_hub(split: str, lang: str, repo: str | None) -> HubPart:
 
 
 def _squad_hub(task: str, split: str, lang: str) -> HubPart:
-    _en_only(task, split, lang, "it trains on SQuAD v1.1 (English)")
+    _en_only(task, split, lang, "it trains on SQuAD v1.1 (English); the hub has no machine-translated SQuAD: "
+             "put XTREME's (squad/translate-train/squad.translate.train.en-<lang>.json) in an XTREME download folder")
     return HubPart(XTREME, "SQuAD", split)
 
 
@@ -136,8 +141,21 @@ def tydiqa_hub(split: str, lang: str, repo: str | None) -> HubPart:
 # --- XTREME download folder ---------------------------------------------------------------------------------
 
 
-def tsv_files(folder: str, train_hint: str) -> FileMap:
+def translate_train(folder: str, bucket: str, lang: str, root: Path) -> FilePart:
+    """XTREME's machine-translated train set of a sentence-pair task in an XTREME download folder."""
+    name = f"en-{lang}-translated.tsv"
+    path = root / folder / "translate-train" / name
+    hint = (f"XTREME's download script fetches English training data only; its machine translations "
+            f"(gs://xtreme_translations/{bucket}/translate-train/{name}) are read from {path}")  # fmt: skip
+    return FilePart(((path, ""),), hint, reader="translated_pairs")
+
+
+def tsv_files(folder: str, train_hint: str, translations: str = "") -> FileMap:
+    """`translations`: the folder name of the task's machine translations in XTREME's bucket ("" = none)."""
+
     def files(split: str, lang: str, root: Path) -> FilePart:
+        if translations and split == "train" and lang != "en":
+            return translate_train(folder, translations, lang, root)
         path = root / folder / f"{SPLIT_FILE[split]}-{lang}.tsv"
         hint = train_hint if split == "train" and lang != "en" else ""
         return FilePart(((path, ""),), hint)
@@ -147,7 +165,7 @@ def tsv_files(folder: str, train_hint: str) -> FileMap:
 
 def xnli_files(train_hint: str) -> FileMap:
     """XNLI's tsv files, and GLUE's MNLI dev_matched.tsv for the "mnli_matched" dev split."""
-    tsv = tsv_files("xnli", train_hint)
+    tsv = tsv_files("xnli", train_hint, "XNLI")
 
     def files(split: str, lang: str, root: Path) -> FilePart:
         if split != MNLI_MATCHED:
@@ -162,6 +180,12 @@ def xnli_files(train_hint: str) -> FileMap:
 
 
 def _squad_files(task: str, split: str, lang: str, root: Path) -> FilePart:
+    if split == "train" and lang != "en":  # XTREME's machine-translated SQuAD v1.1
+        name = f"squad.translate.train.en-{lang}.json"
+        path = root / "squad" / "translate-train" / name
+        hint = (f"XTREME's download script fetches English SQuAD only; its machine translations "
+                f"(gs://xtreme_translations/SQuAD/translate-train/{name}) are read from {path}")  # fmt: skip
+        return FilePart(((path, ""),), hint, reader="squad_translated")
     _en_only(task, split, lang, "it trains on SQuAD v1.1 (English)")
     name = "train-v1.1.json" if split == "train" else "dev-v1.1.json"
     return FilePart(((root / "squad" / name, ""),))

@@ -64,7 +64,8 @@ def xnli_release(split: str, lang: str, root: Path) -> ReleasePart:
 def pawsx_release(split: str, lang: str, root: Path) -> ReleasePart:
     train = "train.tsv" if lang == "en" else "translated_train.tsv"
     name = {"train": train, "validation": "dev_2k.tsv", "test": "test_2k.tsv"}[split]
-    return ReleasePart(FilePart(_in(root, "x-final", lang, name)), "pawsx_release")
+    skip = split == "train" and lang != "en"  # translated_train.tsv marks some pairs -1: dropped
+    return ReleasePart(FilePart(_in(root, "x-final", lang, name)), "pawsx_release", {"skip_unlabelled": skip})
 
 
 def tydiqa_release(split: str, lang: str, root: Path) -> ReleasePart:
@@ -164,10 +165,14 @@ def read_multinli(path: str, stamp: str, labels: tuple[str, ...]) -> Iterator[di
         raise XtunerError(f"{path}: no examples in the file")
 
 
-def read_pawsx_release(path: str, stamp: str, labels: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """PAWS-X ``x-final/<lang>/*.tsv`` (id, sentence1, sentence2, label)."""
+def read_pawsx_release(
+    path: str, stamp: str, labels: tuple[str, ...], skip_unlabelled: bool = False
+) -> Iterator[dict[str, Any]]:
+    """PAWS-X ``x-final/<lang>/*.tsv`` (id, sentence1, sentence2, label); `skip_unlabelled` drops label -1 rows."""
     n = 0
     for row, where in _rows(path, ("id", "sentence1", "sentence2", "label"), "a PAWS-X file"):
+        if skip_unlabelled and row["label"].strip() == "-1":
+            continue
         try:
             pid = int(row["id"])
         except ValueError:

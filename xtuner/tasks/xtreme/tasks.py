@@ -83,7 +83,9 @@ class XtremeLoader:
         root = Path(ctx.data_dir)
         if source == "xtreme":
             part = self.files(split, lang, root)
-            if part.reader:  # a file in another format (GLUE's MNLI dev set for xnli)
+            if part.reader == "translated_pairs":  # XTREME's translations: the task's columns and labels
+                return part, part.reader, dict(self.reader_kwargs)
+            if part.reader:  # a file in another format (GLUE's MNLI dev set for xnli, translated SQuAD)
                 return part, part.reader, {}
             kwargs = dict(self.reader_kwargs)
             if self.reader == "tags":
@@ -135,9 +137,18 @@ class XtremeLoader:
         else:
             hub = self.hub(split, lang, ctx.options.get("hub_repo"))
             ds, where = fetch_hub(hub, ctx), hub.describe()
+        if split == "train" and self.family == "pawsx" and lang != "en":
+            ds = drop_unlabelled(ds)  # PAWS-X's translated train sets mark some pairs -1
         return normalise(
             ds, family=self.family, features=self.features, labels=self.labels, lang=lang, where=where
         )
+
+
+def drop_unlabelled(ds: Dataset) -> Dataset:
+    """The rows whose label is not -1 (an int, or the string "-1")."""
+    if "label" not in ds.column_names:
+        return ds
+    return ds.filter(lambda b: [str(v).strip() != "-1" for v in b["label"]], batched=True)
 
 
 def _task(
@@ -158,6 +169,7 @@ def _task(
     markers: tuple[str, ...],
     description: str,
     dev_splits: tuple[str, ...] = ("validation",),
+    train_languages: tuple[str, ...] = (),
 ) -> Task:
     loader = XtremeLoader(
         name, family, features, labels, hub, files, reader, tuple(reader_kwargs.items()), markers
@@ -179,6 +191,7 @@ def _task(
             description=description,
             data_key=loader.data_key,
             dev_splits=dev_splits,
+            train_languages=train_languages,
         )
     )
 
@@ -192,13 +205,14 @@ XNLI = _task(
     {"columns": ("premise", "hypothesis"), "labels": NLI_LABELS, "with_id": False}, ("xnli",),
     "XNLI: natural language inference, trained on MultiNLI English, tested in 15 languages; dev splits: "
     "validation (XNLI en dev) or mnli_matched (MNLI validation_matched, as salesforce/MPT).",
-    dev_splits=("validation", layout.MNLI_MATCHED),
+    dev_splits=("validation", layout.MNLI_MATCHED), train_languages=tuple(XNLI_LANGS),
 )  # fmt: skip
 PAWSX = _task(
     "pawsx", "pawsx", _SEQ, PAWSX_LANGS, PAWSX_FEATURES, PAWSX_LABELS, accuracy, "accuracy",
-    ("sentence1", "sentence2"), "label", layout.pawsx_hub, layout.tsv_files("pawsx", _TRAIN_EN), "pairs",
+    ("sentence1", "sentence2"), "label", layout.pawsx_hub, layout.tsv_files("pawsx", _TRAIN_EN, "PAWSX"), "pairs",
     {"columns": ("sentence1", "sentence2"), "labels": PAWSX_LABELS, "with_id": True}, ("pawsx",),
     "PAWS-X: paraphrase identification, trained on PAWS English, tested in 7 languages.",
+    train_languages=tuple(PAWSX_LANGS),
 )  # fmt: skip
 UDPOS = _task(
     "udpos", "udpos", _TOK, UDPOS_LANGS, UDPOS_FEATURES, UPOS_TAGS, seqeval_f1, "f1", ("tokens",), "pos_tags",
@@ -211,20 +225,24 @@ PANX = _task(
     layout.panx_hub, layout.tsv_files("panx", ""), "tags",
     {"tag_column": "ner_tags", "labels": PANX_TAGS, "with_langs": True}, ("panx",),
     "PAN-X (WikiANN): named entity recognition (PER/ORG/LOC, IOB2), entity F1, 40 languages.",
+    train_languages=tuple(PANX_LANGS),
 )  # fmt: skip
 XQUAD = _task(
     "xquad", "qa", _QA, XQUAD_LANGS, QA_FEATURES, (), squad_v1, "f1", ("question", "context"), None,
     layout.xquad_hub, layout.xquad_files, "squad", {}, ("xquad", "squad"),
     "XQuAD: extractive QA, trained on SQuAD v1.1, tested on the 11 XQuAD languages (SQuAD v1.1 metric).",
+    train_languages=tuple(XQUAD_LANGS),  # non-English: XTREME's translated SQuAD in an XTREME download folder
 )  # fmt: skip
 MLQA = _task(
     "mlqa", "qa", _QA, MLQA_LANGS, QA_FEATURES, (), mlqa, "f1", ("question", "context"), None,
     layout.mlqa_hub, layout.mlqa_files, "squad", {}, ("mlqa", "squad"),
     "MLQA: extractive QA, trained on SQuAD v1.1, context and question in the same language, official MLQA metric.",
+    train_languages=tuple(MLQA_LANGS),  # non-English: XTREME's translated SQuAD in an XTREME download folder
 )  # fmt: skip
 TYDIQA = _task(
     "tydiqa", "qa", _QA, TYDIQA_LANGS, QA_FEATURES, (), squad_v1, "f1", ("question", "context"), None,
     layout.tydiqa_hub, layout.tydiqa_files, "squad", {}, ("tydiqa", "squad"),
     "TyDiQA-GoldP: extractive QA, trained on the English GoldP train set, selected on SQuAD v1.1 dev, tested on "
     "the GoldP dev sets.",
+    train_languages=tuple(TYDIQA_LANGS),
 )  # fmt: skip
