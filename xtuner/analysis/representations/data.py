@@ -80,6 +80,12 @@ def align(tables: dict[str, Table], source: str) -> ParallelRows:
     )
 
 
+# readers of machine-translated train sets (xtuner.tasks.xtreme.readers): their rows carry ids that count lines
+# of the translation, not the English rows they translate, so aligning them with English by id would pair
+# unrelated sentences without a sign
+MACHINE_TRANSLATED_READERS = ("translated_pairs", "squad_translated")
+
+
 def load_parallel(task: Task, languages: Sequence[str], ctx: LoadContext | None = None, *,
                   rows: int = DEFAULT_ROWS, split: str = "train") -> ParallelRows:  # fmt: skip
     """The aligned first `rows` rows of `task`'s `split` in English and `languages`."""
@@ -95,6 +101,13 @@ def load_parallel(task: Task, languages: Sequence[str], ctx: LoadContext | None 
     first, second = task.inputs
     tables = {}
     for lang in [source, *targets]:
+        key = task.raw_data_key(split, lang, ctx or LoadContext()) if lang != source else None
+        if key and any(f":{r}:" in key for r in MACHINE_TRANSLATED_READERS):
+            raise XtunerError(
+                f"task {task.name!r}: no parallel {split} rows in {lang!r} to analyse: its {split} data is XTREME's "
+                "machine-translated set (translate-train), which is not aligned row by row with the English rows "
+                "(other order, unlabelled pairs dropped); use the hub's data or the synthetic suite"
+            )
         try:
             ds = task.load(split, lang, ctx or LoadContext())
         except XtunerError as e:
