@@ -96,11 +96,13 @@ def test_sweep_on_an_xtreme_folder_labels_eval_split_in_mlflow(
         "methods": {"finetune": {"lr": [1.0e-3]}},
         "trial": {**TINY, "languages": ["en", "de"], "cache_dir": str(tmp_path / "cache")},
         "tracking": {"uri": mlflow_server, "experiment": "test-evalsplit"},
-        "storage": str(tmp_path / "results"),
+        "storage": str(tmp_path / "results"), "report": False,
     }  # fmt: skip
     state = run_sweep(load_plan(raw))
     assert state.finished and {r.state for r in state.trials.values()} == {"done"}
     client = MlflowClient(mlflow_server)
+    # report: false -> no report logged at the end (test_report_sweep covers the default)
+    assert not [a for a in client.list_artifacts(state.parent_run_id) if a.path.startswith("report")]
     exp = client.get_run(state.parent_run_id).info.experiment_id
     runs = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{state.parent_run_id}'")
     by_task = {r.data.params["task"]: r for r in runs}
@@ -111,4 +113,6 @@ def test_sweep_on_an_xtreme_folder_labels_eval_split_in_mlflow(
         assert {"test/en/accuracy", "test/de/accuracy", "test/gap/accuracy"} <= set(run.data.metrics)
     m = by_task["xnli"].data.metrics  # English is scored on the selection set itself
     assert m["test/en/accuracy"] == pytest.approx(m["best/dev/en/accuracy"])
-    assert "eval_split validation: 'test' columns are scored on the dev sets" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "eval_split validation: 'test' columns are scored on the dev sets" in out
+    assert "logged under report/" not in out

@@ -260,6 +260,8 @@ def mlflow_hint(state: SweepState) -> list[str]:
 def _log_report(events: SweepEvents, state: SweepState, quiet: bool) -> None:
     """A finished, fully tracked sweep logs its report (`xtuner report`: plots, HTML, tables) into its parent run;
     a failure here is one warning line, never a failed sweep."""
+    if not events.plan.spec.report:
+        return
     if not (state.finished and events.tracking_uri and state.parent_run_id) or state.pending():
         return
     try:

@@ -138,6 +138,9 @@ class SweepSpec(_Strict):
     # > 0: the representation analysis at the end of every trial of a sentence-pair task, on this many parallel
     # train rows (the reference used 2000); metrics analysis/representations/<lang>/<metric> on the trial's run
     representations: int = Field(0, ge=0)
+    # a finished, fully tracked sweep logs `xtuner report`'s plots, HTML and tables under report/ of its parent
+    # run (about 10-30 s on CPU); false skips it (`xtuner report NAME` still makes it later)
+    report: bool = True
     _where: str = PrivateAttr("sweep spec")  # file name for messages
     _text: str | None = PrivateAttr(None)  # YAML text, for line numbers in messages
     _overrides: tuple[str, ...] = PrivateAttr(())  # the --set keys (dotted): errors there name them, not a line
