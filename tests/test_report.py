@@ -171,7 +171,7 @@ def test_a_report_failure_at_the_end_of_a_sweep_is_one_warning(mlflow_server, ca
     state = SweepState("gone", {})
     state.finished, state.parent_run_id, state.parent_tracked = True, "0" * 32, True
     events = SimpleNamespace(
-        tracking_uri=mlflow_server, plan=SimpleNamespace(spec=SimpleNamespace(experiment="nope"))
+        tracking_uri=mlflow_server, plan=SimpleNamespace(spec=SimpleNamespace(experiment="nope", report=True))
     )
     _log_report(events, state, quiet=False)  # the sweep's experiment is not there: the report cannot be made
     err = capsys.readouterr().err.strip().splitlines()
