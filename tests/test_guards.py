@@ -32,7 +32,7 @@ def test_second_holder_is_refused_naming_the_first(tmp_path: Path) -> None:
             DriverLock(folder, "sweep resume").acquire()
         msg = str(info.value)
         assert f"pid {os.getpid()} on host {socket.gethostname()}" in msg and "sweep run" in msg
-        assert LOCK_FILE in msg and "xtuner sweep resume" in msg
+        assert LOCK_FILE in msg and "`xtuner sweep status sweep`" in msg and "xtuner sweep resume" in msg
         with pytest.raises(XtunerError, match="in use by sweep run"):
             DriverLock(folder, "sweep run").probe()  # the quick check before pre-flight
         assert first.held
@@ -169,3 +169,15 @@ def test_registered_secrets_are_masked_everywhere(tmp_path: Path, monkeypatch: p
     saved = (tmp_path / "state.json").read_text()
     assert "ssW0rd" not in saved and "hf_abcdef1" not in saved and "http://bob:***@host:5000" in saved
     assert state.tracking_uri == "http://bob:p%40ssW0rd!@host:5000"  # the live value is untouched
+
+
+def test_command_tag_masks_secret_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xtuner.sweep.run_meta import redact_command
+
+    monkeypatch.setattr(redact, "_SECRETS", set())
+    argv = ["xtuner", "sweep", "run", "s.yaml", "--set", "trial.hf_token=hf_Planted99", "--set", "lr=[1e-3]",
+            "--tracking-uri", "http://al:UriPassw0rd@h:5000", "--set", "description=x y"]  # fmt: skip
+    out = redact_command(argv)
+    assert "hf_Planted99" not in out and "UriPassw0rd" not in out
+    assert "trial.hf_token=***" in out and "http://al:***@h:5000" in out
+    assert "lr=[1e-3]" in out and "'description=x y'" in out  # ordinary settings stay as typed

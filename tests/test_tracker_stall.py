@@ -2,7 +2,7 @@
 
 One real sweep (4 tiny trials of 2 epochs, one at a time, the session's Ray) run by the CLI in a subprocess against its own real
 ``mlflow server``. Passwords are planted in the tracking URI, the storage URI (``file://user:password@localhost/``),
-a setting (a URL in ``description``) and the driver's environment (MLFLOW_TRACKING_PASSWORD, HF_TOKEN).
+a setting given with ``--set`` (a URL in ``description``; it reaches the runs' ``xtuner.command`` tag) and the driver's environment (MLFLOW_TRACKING_PASSWORD, HF_TOKEN).
 
 - When the first trial's MLflow run exists, the server is stopped with SIGSTOP (a hung network or an overloaded
   server behaves so: connections are accepted, nothing answers). Two trials must then finish, as recorded by the
@@ -82,7 +82,6 @@ def check_sweep(tmp_path: Path, proc: subprocess.Popen, uri: str, ray_cluster: s
     results = tmp_path / "results"
     raw = {"name": "stall", "model": tiny_model, "tasks": ["synth-xnli"], "epochs": 2, "max_concurrent": 1,
            "methods": {"finetune": {"lr": LRS}}, "trial": dict(TINY),
-           "description": f"notes: https://bob:{SECRETS['setting']}@wiki.example/page",
            "tracking": {"uri": tracking, "experiment": "test-stall"},
            "storage": f"file://carol:{SECRETS['storage']}@localhost{results}"}  # fmt: skip
     spec = tmp_path / "stall.yaml"
@@ -91,8 +90,10 @@ def check_sweep(tmp_path: Path, proc: subprocess.Popen, uri: str, ray_cluster: s
                MLFLOW_TRACKING_PASSWORD=SECRETS["env_mlflow"], HF_TOKEN=SECRETS["env_hf"],
                MLFLOW_HTTP_REQUEST_TIMEOUT="5", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")  # fmt: skip
     out, err = open(tmp_path / "driver.out", "wb"), open(tmp_path / "driver.err", "wb")  # noqa: SIM115
-    driver = subprocess.Popen([sys.executable, "-m", "xtuner", "sweep", "run", str(spec)], cwd=tmp_path, env=env,
-                              stdout=out, stderr=err)  # fmt: skip
+    # the setting comes from the command line: it is in the runs' xtuner.command tag too, which must mask it
+    setting = f"description=notes: https://bob:{SECRETS['setting']}@wiki.example/page"
+    driver = subprocess.Popen([sys.executable, "-m", "xtuner", "sweep", "run", str(spec), "--set", setting],
+                              cwd=tmp_path, env=env, stdout=out, stderr=err)  # fmt: skip
     state_file = results / "stall" / STATE_FILE
     alive = lambda: driver.poll() is None  # noqa: E731
     done_while_stopped: list[str] = []

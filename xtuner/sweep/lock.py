@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from xtuner.errors import XtunerError
@@ -123,8 +123,10 @@ class DriverLock:
 
     def refusal(self, holder: dict[str, Any] | None) -> XtunerError:
         who = describe(holder) if holder else "another driver (it has not written its details yet)"
-        return XtunerError(f"sweep folder {self.sweep_dir} is in use by {who}; lock {self.path}. Wait for it to "
-                           "end or stop it, then run `xtuner sweep resume`")  # fmt: skip
+        name = PurePosixPath(str(self.sweep_dir).rstrip("/")).name
+        return XtunerError(f"sweep folder {self.sweep_dir} is in use by {who}; lock {self.path}. "
+                           f"`xtuner sweep status {name}` shows its progress; to continue it after it was stopped, "
+                           f"`xtuner sweep resume {name}`")  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ local / shared FS
     def _acquire_flock(self) -> None:

@@ -109,7 +109,7 @@ def provenance_tags() -> dict[str, str]:
     prog = "xtuner" if argv and Path(argv[0]).name in ("xtuner", "__main__.py") else (argv[0] if argv else "")
     tags = {
         "xtuner.version": __version__,
-        "xtuner.command": shlex.join([prog, *argv[1:]])[:5000],
+        "xtuner.command": redact_command([prog, *argv[1:]])[:5000],
         "mlflow.source.name": f"xtuner {__version__}",
         "mlflow.source.type": "LOCAL",
     }  # the Source column
@@ -118,6 +118,18 @@ def provenance_tags() -> dict[str, str]:
         tags["mlflow.source.git.commit"] = commit
         tags["xtuner.git_dirty"] = "true" if dirty else "false"
     return tags
+
+
+def redact_command(argv: list[str]) -> str:
+    """The command line as one string, with the value of every secret-named ``KEY=VALUE`` argument (``--set
+    mlflow_password=...``) masked, then URI passwords and registered secrets (`redact_text`)."""
+    from xtuner.cluster.redact import MASK, is_secret_key, redact_text
+
+    def one(arg: str) -> str:
+        key, eq, value = arg.partition("=")
+        return f"{key}={MASK}" if eq and value and is_secret_key(key.lstrip("-")) else arg
+
+    return redact_text(shlex.join(one(a) for a in argv))
 
 
 def _git_state(folder: Path) -> tuple[str | None, bool]:

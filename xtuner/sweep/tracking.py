@@ -144,6 +144,7 @@ class MlflowWriter:
                 "xtuner.sweep": state.name, "xtuner.state": "running", "xtuner.group": rec.group,
                 "xtuner.task": rec.task, "xtuner.method": rec.method, "xtuner.status": "running",
                 "xtuner.eval_split": str(rec.params.get("eval_split", "test")), **provenance_tags()}  # fmt: skip
+        tags = {k: redact_text(v) for k, v in tags.items()}
         name = run_name(rec, with_model=len(state.spec.get("models") or []) > 1)
         run = self.client.create_run(state.experiment_id, tags=tags, run_name=name)
         rec.run_id = run.info.run_id
