@@ -44,3 +44,26 @@ def test_local_ray_and_servers_listen_only_on_loopback(ray_cluster: str, mlflow_
     assert any(name.startswith("ray::") for name in names), socks  # workers/agents too
     exposed = [s for s in socks if not is_loopback(s[2])]
     assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_driver_credentials_stay_out_of_ray_logs(ray_cluster: str, tmp_path, monkeypatch) -> None:
+    """Tune copies AWS_* from the driver into each trial's runtime_env, which Ray's runtime_env agent logs in
+    clear; a private local Ray (this session's, started by `init_ray`) does not need them there."""
+    from pathlib import Path
+
+    from ray import tune
+
+    planted = "PlantedAwsSecret4Ray"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", planted)
+
+    def trainable(config: dict) -> None:
+        tune.report({"score": config["x"]})
+
+    grid = tune.Tuner(trainable, param_space={"x": tune.grid_search([1, 2])},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="cred")).fit()  # fmt: skip
+    assert sorted(r.metrics["score"] for r in grid) == [1, 2]  # the trials ran, in new actors
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    agent_log = logs / "runtime_env_agent.log"
+    assert agent_log.exists() and "env_vars" in agent_log.read_text()  # the agent logged the trials' runtime_env
+    hits = [p.name for p in logs.rglob("*") if p.is_file() and planted.encode() in p.read_bytes()]
+    assert not hits, hits

@@ -275,6 +275,7 @@ def init_ray(num_cpus: int | None = None) -> bool:
         runtime_env = None
         if address == "local":
             loopback_only()
+            keep_credentials_out_of_ray_logs()
             if os.environ.get("XTUNER_WARM_WORKERS", "1") != "0":  # idle workers import what trials need
                 runtime_env = {"worker_process_setup_hook": "xtuner.trial.warm.warm_imports"}
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
@@ -282,6 +283,20 @@ def init_ray(num_cpus: int | None = None) -> bool:
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     return started
+
+
+CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+
+
+def keep_credentials_out_of_ray_logs() -> None:
+    """Stop Tune from copying the driver's AWS credentials into its trials' runtime_env (Tune's
+    ``ENV_VARS_TO_PROPAGATE``): Ray's runtime_env agent logs every runtime_env in clear, in the world-readable
+    ``runtime_env_agent.log``. Only for a private local Ray, whose worker processes inherit the driver's
+    environment anyway, so trials still see the credentials. On a cluster Tune keeps propagating them;
+    docs/cluster.md says to use instance roles or credential files there instead."""
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(class_cache.ENV_VARS_TO_PROPAGATE) - set(CREDENTIAL_ENV)
 
 
 def loopback_only() -> None:
