@@ -91,7 +91,7 @@ def check_sweep(tmp_path: Path, proc: subprocess.Popen, uri: str, ray_cluster: s
                MLFLOW_HTTP_REQUEST_TIMEOUT="5", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")  # fmt: skip
     out, err = open(tmp_path / "driver.out", "wb"), open(tmp_path / "driver.err", "wb")  # noqa: SIM115
     # the setting comes from the command line: it is in the runs' xtuner.command tag too, which must mask it
-    setting = f"description=notes: https://bob:{SECRETS['setting']}@wiki.example/page"
+    setting = f"description=see https://bob:{SECRETS['setting']}@wiki.example/page"
     driver = subprocess.Popen([sys.executable, "-m", "xtuner", "sweep", "run", str(spec), "--set", setting],
                               cwd=tmp_path, env=env, stdout=out, stderr=err)  # fmt: skip
     state_file = results / "stall" / STATE_FILE

@@ -329,6 +329,8 @@ def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = Fa
         replay: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
     """Run (or resume) the sweep to the end; results arrive through `events`."""
     t0 = time.time()
+    if resume:  # refuse a folder that cannot or must not be resumed before a local Ray starts (10-20 s)
+        _check_resumable(sweep_folder(storage, plan.spec.name))
     if not events.quiet and not ray.is_initialized():  # a local Ray takes ~20 s to start: say so
         where = os.environ.get("RAY_ADDRESS")
         print(f"connecting to Ray at {where} ..." if where else "starting a local Ray ...", flush=True)
@@ -347,6 +349,12 @@ def run(plan: SweepPlan, storage: str, events: SweepEvents, *, resume: bool = Fa
             ray.shutdown()
 
 
+def _check_resumable(exp_dir: str) -> None:
+    if not tune.Tuner.can_restore(exp_dir):
+        raise XtunerError(f"sweep folder {exp_dir!r} has no Tune state to resume (was it started?)")
+    signing.verify(exp_dir)
+
+
 def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry_errored: bool,
          replay: dict[str, dict[str, Any]] | None) -> None:  # fmt: skip
     exp_dir = sweep_folder(storage, plan.spec.name)
@@ -354,9 +362,7 @@ def _fit(plan: SweepPlan, storage: str, events: SweepEvents, resume: bool, retry
                                join(storage, INTERMEDIATE))
     callback = EventsCallback(events)
     if resume:
-        if not tune.Tuner.can_restore(exp_dir):
-            raise XtunerError(f"sweep folder {exp_dir!r} has no Tune state to resume (was it started?)")
-        signing.verify(exp_dir)  # before Tune unpickles anything of the folder
+        _check_resumable(exp_dir)  # again right before Tune unpickles anything of the folder
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_unfinished=True,
                                    resume_errored=retry_errored)  # fmt: skip
         tuner._local_tuner.get_run_config().callbacks = [callback, ResultsJson()]  # fresh (the pickled ones are stale)
