@@ -4,6 +4,7 @@ conftest.py), the built-in tiny encoder and the synthetic tasks, with tiny trial
 - a grid sweep: the MLflow run tree (parent + one child per trial with params, the per-epoch dev curve, per-language
   test metrics, avg and gap, the per-language CSV), method params only on their method, a NaN trial that ends as
   `nonfinite` while the others finish, `xtuner sweep status`;
+- a sweep whose every trial fails (NaN loss) exits 1 with one error line, through the CLI;
 - the Optuna path (per-group define-by-run space, sqlite tracking);
 - ASHA stopping a trial whose learning rate is useless (tagged pruned, its dev curve kept);
 - resume: while the CLI driver runs, a second `run`, a `resume` and a `sync` of the sweep are refused with one
@@ -255,3 +256,16 @@ class Evil:
 
     def __reduce__(self):
         return (Path.touch, (self.marker,))
+
+
+def test_a_sweep_whose_every_trial_fails_exits_1(ray_cluster, mlflow_server, tiny_model, tmp_path, capsys) -> None:
+    raw = spec("allfail", tmp_path, mlflow_server, model=tiny_model, methods={"finetune": {"lr": [1.0e30]}})
+    path = tmp_path / "allfail.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    capsys.readouterr()
+    rc = cli_main(["sweep", "run", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "error: no trial of sweep allfail has results (0 failed, 1 with a non-finite loss)" in err
+    state = SweepState.load(tmp_path / "results" / "allfail" / STATE_FILE)
+    assert state.finished and [r.state for r in state.trials.values()] == ["nonfinite"]

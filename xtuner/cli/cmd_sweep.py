@@ -96,7 +96,21 @@ def run(args: argparse.Namespace) -> int:
         check_dry_run(plan, args.overwrite)  # after the plan: the error is the last line, as the real run's
         return 0
     state = run_sweep(plan, overwrite=args.overwrite, quiet=args.quiet)
-    return 0 if state.finished else 1
+    return exit_code(state)
+
+
+def exit_code(state) -> int:
+    """0 when the sweep finished with at least one trial that has results (done or pruned); 1 when it did not
+    finish, or when every trial failed (error or non-finite loss), which is said on stderr: a script that checks
+    the exit status must not take a sweep of failures for results."""
+    if not state.finished:
+        return 1
+    counts = state.counts()
+    if state.trials and counts["done"] + counts["pruned"] == 0:
+        print(f"error: no trial of sweep {state.name} has results ({counts['error']} failed, {counts['nonfinite']} "
+              f"with a non-finite loss); `xtuner sweep status {state.name}` lists the errors", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
 
 
 def submit(args: argparse.Namespace) -> int:
@@ -131,7 +145,7 @@ def resume(args: argparse.Namespace) -> int:
 
     state = resume_sweep(args.sweep, storage=args.storage, tracking_uri=args.tracking_uri,
                          retry_errored=args.retry_errored, trust_folder=args.trust_folder, quiet=args.quiet)  # fmt: skip
-    return 0 if state.finished else 1
+    return exit_code(state)
 
 
 def status(args: argparse.Namespace) -> int:
