@@ -143,6 +143,11 @@ def _spec(**over) -> dict:
          "methods.<arm> only"),
         ({"tasks": ["pawsx"], "methods": {"deep_prompt": {"protocol": "mpt", "dev_split": "mnli_matched"}}},
          "methods.deep_prompt.dev_split", "for task 'pawsx'"),
+        # xlm-roberta-large is not in the cache here: its known 512 positions bound mpt's 496 tokens + psl 32
+        ({"tasks": ["udpos"], "methods": {"deep_prompt": {"protocol": "mpt", "psl": 32}}}, "methods.deep_prompt.psl",
+         "task udpos, method deep_prompt: psl 32 \\+ max_seq_length 496 = 528 positions"),
+        ({"methods": {"finetune": {"lr": 2e-5, "max_seq_length": 600}}}, "methods.finetune.max_seq_length",
+         "more than model 'xlm-roberta-large' takes \\(512 tokens"),
     ],
 )
 def test_arm_and_protocol_mistakes_name_the_spec_path(over: dict, where: str, match: str) -> None:
