@@ -114,6 +114,17 @@ def test_paper_spec_runs_both_finetuning_arms_and_the_prompt_arm_with_three_seed
     assert "trials: 60" in text and "GPU-hours (rough" in text
     assert "finetune-xtreme" in text and "protocol=xtreme" in text and "protocol=mpt" in text
     assert "xnli/finetune-mpt/xlm-roberta-large: 9 trials" in text  # the estimate tells the arms apart
+    # each trial's row shows the schedule and the dev split selection reads, resolved from the arm's protocol
+    rows = {(r.split("│")[2].strip(), r.split("│")[3].strip()): r for r in text.splitlines() if r.count("│") == 6}
+    assert "lr_schedule=linear" in rows[("xnli", "deep_prompt")] and "dev_split=mnli_matched" in rows[("xnli", "deep_prompt")]
+    assert "dev_split=validation" in rows[("xnli", "finetune-xtreme")]
+    assert "lr_gamma=0.95 lr_schedule=exponential" in rows[("udpos", "finetune-mpt")]
+    assert "lr_gamma" not in rows[("udpos", "finetune-xtreme")] and "lr_schedule=linear" in rows[("udpos", "finetune-xtreme")]
+    narrow = Console(record=True, width=80)  # a terminal's width: every value whole, the model in the title
+    print_plan(plan, narrow)
+    small = narrow.export_text()
+    assert "dev_split=mnli_matched" in small and "lr_schedule=exponential" in small and "…" not in small
+    assert "60 trials (grid, xlm-roberta-large)" in small
 
     full = planned_trials(build_plan(load_spec(ROOT / "sweeps" / "xtreme.yaml")))
     assert {t["task"] for t in full} == {"xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa"}
