@@ -3,7 +3,8 @@ the file, key or value, through the real CLI (in this process, so it is cheap). 
 before a sweep starts (dry run, pre-flight, trial setup) or reads only the state file.
 
 - spec files: not UTF-8, a YAML alias bomb, a recursive alias, a 300-character name, infinite numbers (epochs, lr,
-  a distribution's end), max_seq_length past the model's positions (at dry-run time), cache_dir naming a file;
+  a distribution's end), max_seq_length past the model's positions (at dry-run time) or a prompt length that
+  leaves too few of them (dry run and `xtuner trial`), cache_dir naming a file;
   ``epochs: 1e9`` is accepted with a warning that carries the dry run's estimate;
 - state files: ``[]``, ``{}``, an extra key, an unknown trial state, a mistyped value, bytes that are not UTF-8
   (for `status` and for `sync`, which must not blame MLflow);
@@ -132,6 +133,28 @@ def test_max_seq_length_beyond_the_model_is_a_dry_run_error(capsys, tmp_path: Pa
     one_error(rc, err, "methods.finetune.max_seq_length", "600")
     assert cli(capsys, "sweep", "run", write(tmp_path, spec(tiny_model, **{"trial.max_seq_length": 512})),
                "--dry-run")[0] == 0  # fmt: skip
+
+
+def test_a_prompt_longer_than_the_positions_left_is_an_error_before_training(capsys, tmp_path: Path,
+                                                                            tiny_model: str) -> None:
+    """mpt's UD-POS prompt tuning reads 496 tokens, 512 minus its psl 16: psl 32 would shift the last token to
+    position 528, past the model's 512 (a crash at the first long sentence, mid-sweep). The tiny model has XLM-R's
+    positions."""
+    arm = {"protocol": "mpt", "psl": [16, 32]}
+    raw = spec(tiny_model, tasks=["udpos"], methods={"deep_prompt": arm})
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, raw), "--dry-run")
+    one_error(rc, err, "methods.deep_prompt.psl", "task udpos, method deep_prompt", "psl 32",
+              "max_seq_length 496", "512 tokens", "lower max_seq_length to 480 or psl to 16")  # fmt: skip
+    for fits in ({**arm, "shift_positions": False},  # the prefix then takes no positions
+                 {**arm, "max_seq_length": 480}):
+        raw = spec(tiny_model, tasks=["udpos"], methods={"deep_prompt": fits})
+        assert cli(capsys, "sweep", "run", write(tmp_path, raw), "--dry-run")[0] == 0
+    raw = spec(tiny_model, tasks=["synth-panx"], methods={"soft_prompt": {"lr": 0.03, "psl": 20, "max_seq_length": 500}})
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, raw), "--dry-run")  # virtual tokens take positions
+    one_error(rc, err, "task synth-panx, method soft_prompt", "psl 20 + max_seq_length 500 = 520")
+    rc, _, err = cli(capsys, "trial", "--task", "udpos", "--method", "deep_prompt", "--protocol", "mpt", "--psl",
+                     "32", "--model", tiny_model)  # fmt: skip
+    one_error(rc, err, "task udpos, method deep_prompt: psl 32 + max_seq_length 496")
 
 
 def test_cache_dir_naming_a_file(capsys, tmp_path: Path, tiny_model: str) -> None:

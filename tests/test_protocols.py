@@ -114,6 +114,17 @@ def test_paper_spec_runs_both_finetuning_arms_and_the_prompt_arm_with_three_seed
     assert "trials: 60" in text and "GPU-hours (rough" in text
     assert "finetune-xtreme" in text and "protocol=xtreme" in text and "protocol=mpt" in text
     assert "xnli/finetune-mpt/xlm-roberta-large: 9 trials" in text  # the estimate tells the arms apart
+    # each trial's row shows the schedule and the dev split selection reads, resolved from the arm's protocol
+    rows = {(r.split("│")[2].strip(), r.split("│")[3].strip()): r for r in text.splitlines() if r.count("│") == 6}
+    assert "lr_schedule=linear" in rows[("xnli", "deep_prompt")] and "dev_split=mnli_matched" in rows[("xnli", "deep_prompt")]
+    assert "dev_split=validation" in rows[("xnli", "finetune-xtreme")]
+    assert "lr_gamma=0.95 lr_schedule=exponential" in rows[("udpos", "finetune-mpt")]
+    assert "lr_gamma" not in rows[("udpos", "finetune-xtreme")] and "lr_schedule=linear" in rows[("udpos", "finetune-xtreme")]
+    narrow = Console(record=True, width=80)  # a terminal's width: every value whole, the model in the title
+    print_plan(plan, narrow)
+    small = narrow.export_text()
+    assert "dev_split=mnli_matched" in small and "lr_schedule=exponential" in small and "…" not in small
+    assert "60 trials (grid, xlm-roberta-large)" in small
 
     full = planned_trials(build_plan(load_spec(ROOT / "sweeps" / "xtreme.yaml")))
     assert {t["task"] for t in full} == {"xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa"}
@@ -121,6 +132,30 @@ def test_paper_spec_runs_both_finetuning_arms_and_the_prompt_arm_with_three_seed
     assert panx["deep_prompt"]["protocol"] is None and panx["finetune-xtreme"]["protocol"] == "xtreme"
     tydi = next(t for t in full if t["task"] == "tydiqa" and t["arm"] == "deep_prompt")
     assert tydi["protocol_overrides"] == [] and (tydi["lr"], tydi["psl"]) == (5e-3, 16)
+
+
+@pytest.mark.parametrize("name", ["paper", "xtreme"])
+def test_the_commands_in_a_paper_specs_header_run_as_written(name, monkeypatch, capsys) -> None:
+    """Every `xtuner ...` command in the spec's comment works from the repository root (sweeps with --dry-run)."""
+    import re
+    import shlex
+
+    from xtuner.cli import main as cli_main
+
+    header = [ln for ln in (ROOT / "sweeps" / f"{name}.yaml").read_text().splitlines() if ln.startswith("#")]
+    commands = [m for ln in header for m in re.findall(r"(?:^#\s+|`)xtuner ([a-z][^`]*?)(?:`|$)", ln)]
+    assert f"sweep run sweeps/{name}.yaml --dry-run" in commands and len(commands) >= 2, commands
+    monkeypatch.chdir(ROOT)
+    for command in commands:
+        argv = shlex.split(command)
+        if argv[:2] == ["sweep", "run"] and "--dry-run" not in argv:
+            argv.append("--dry-run")  # the header's real-run command (HEAD_NODE is a placeholder), validated
+        capsys.readouterr()
+        rc = cli_main(argv)
+        out, err = capsys.readouterr()
+        assert rc == 0, (command, err)
+        if argv[:2] == ["sweep", "run"]:
+            assert "GPU-hours (rough" in out and f"trials: {60 if name == 'paper' else 105}" in out
 
 
 def _spec(**over) -> dict:
@@ -143,6 +178,11 @@ def _spec(**over) -> dict:
          "methods.<arm> only"),
         ({"tasks": ["pawsx"], "methods": {"deep_prompt": {"protocol": "mpt", "dev_split": "mnli_matched"}}},
          "methods.deep_prompt.dev_split", "for task 'pawsx'"),
+        # xlm-roberta-large is not in the cache here: its known 512 positions bound mpt's 496 tokens + psl 32
+        ({"tasks": ["udpos"], "methods": {"deep_prompt": {"protocol": "mpt", "psl": 32}}}, "methods.deep_prompt.psl",
+         "task udpos, method deep_prompt: psl 32 \\+ max_seq_length 496 = 528 positions"),
+        ({"methods": {"finetune": {"lr": 2e-5, "max_seq_length": 600}}}, "methods.finetune.max_seq_length",
+         "more than model 'xlm-roberta-large' takes \\(512 tokens"),
     ],
 )
 def test_arm_and_protocol_mistakes_name_the_spec_path(over: dict, where: str, match: str) -> None:

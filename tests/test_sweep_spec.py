@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rich.console import Console
 
 from xtuner.errors import XtunerError
 from xtuner.sweep.checks import check_tracking
+from xtuner.sweep.report import print_plan
 from xtuner.sweep.runner import preflight
 from xtuner.sweep.space import build_plan
 from xtuner.sweep.spec import load_spec
@@ -205,6 +207,14 @@ def test_random_and_optuna_plans(tiny_model: str) -> None:
     flat = plan.to_flat({"group": g.key, "sampled": {g.key: {"lr": 2e-4}}})
     assert flat["lr"] == 2e-4 and flat["method"] == "finetune"
     assert plan.to_flat({"group": g.key, "params": {"lr": 3e-4}})["lr"] == 3e-4
+    console = Console(record=True, width=250)
+    print_plan(plan_of(raw, {"methods.deep_prompt.lr_schedule": "exponential"}), console)
+    rows = [r for r in console.export_text().splitlines() if "synth-xnli" in r]
+    # beside the search space, the settings a group's trials share, the schedule and dev split always (defaults)
+    ft = next(r for r in rows if "finetune" in r)
+    assert "lr=loguniform(1e-05, 0.001)" in ft and "dev_split=validation" in ft and "lr_schedule=linear" in ft
+    dp = next(r for r in rows if "deep_prompt" in r)
+    assert "psl=[4, 8]" in dp and "lr_gamma=0.95 lr_schedule=exponential" in dp and "lr=[0.01]" in dp
     with pytest.raises(XtunerError, match="randint needs integer ends"):
         plan_of(raw, {"methods.deep_prompt.psl": {"randint": [4.5, 8]}})
 

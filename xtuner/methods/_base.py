@@ -34,6 +34,11 @@ class MethodSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # finite numbers only
 
+    def position_offset(self) -> int:
+        """Positions the method puts before the input tokens (prompt methods: ``psl``), which the input must leave
+        free among the model's positions: ``max_seq_length + position_offset()`` must fit."""
+        return 0
+
 
 @dataclass(frozen=True)
 class BuildRequest:

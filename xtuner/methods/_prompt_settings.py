@@ -19,3 +19,6 @@ class PromptSettings(MethodSettings):
         None, ge=0, lt=1,
         description="hidden dropout inside the frozen backbone (and the head); None keeps the model's own",
     )  # fmt: skip
+
+    def position_offset(self) -> int:
+        return self.psl  # the prompt's virtual tokens take the first psl positions, the input's are shifted by psl

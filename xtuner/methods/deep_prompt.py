@@ -39,6 +39,9 @@ class DeepPromptSettings(PromptSettings):
         True, description="offset token position ids by psl, as HF past_key_values did in the reference code"
     )
 
+    def position_offset(self) -> int:
+        return self.psl if self.shift_positions else 0  # the prefix itself is keys and values, no positions
+
 
 def build(request: BuildRequest, settings: DeepPromptSettings) -> nn.Module:
     from xtuner.methods._deep_prompt_model import build_deep_prompt

@@ -10,7 +10,10 @@
 - `check_weights`: every ``*.safetensors`` file has a readable header and holds all the bytes it declares (a
   truncated download or a garbage file), and the word embeddings have the config's shape.
 - `max_positions` / `check_max_seq_length`: the number of tokens the model can take; ``max_seq_length`` must not
-  exceed it (it would crash at the first long input, deep into a sweep).
+  exceed it (it would crash at the first long input, deep into a sweep). A prompt method shifts the input's
+  positions by its prompt length (`MethodSettings.position_offset`): then ``max_seq_length + psl`` must fit.
+- `known_config`: the position limit of a few well-known hub models (XLM-R, mBERT), so that the dry run checks
+  lengths even when their config is not in the Hugging Face cache here.
 - `model_config`: the ``config.json`` of a model that can be read without the network (a built-in, a local folder,
   or a hub id already in the Hugging Face cache), else None; the dry run checks what it can with it.
 """
@@ -117,11 +120,36 @@ def max_positions(config: Any) -> int | None:
     return n
 
 
-def check_max_seq_length(max_seq_length: int, config: Any, name: str) -> None:
+def check_max_seq_length(max_seq_length: int, config: Any, name: str, *, psl: int = 0, label: str = "") -> None:
+    """`max_seq_length` (plus `psl` positions a prompt method puts before the input) within the model's positions;
+    `label` (e.g. "task udpos, method deep_prompt") starts the message of a prompt that does not fit."""
     limit = max_positions(config)
-    if limit is not None and max_seq_length > limit:
+    if limit is None:
+        return
+    if max_seq_length > limit:
         raise XtunerError(f"max_seq_length {max_seq_length:,} is more than model {name!r} takes ({limit:,} tokens, "
                           f"from max_position_embeddings {config.max_position_embeddings:,})")  # fmt: skip
+    if psl and max_seq_length + psl > limit:
+        fixes = [f"max_seq_length to {limit - psl:,}" if limit - psl >= 16 else "max_seq_length"]
+        fixes += [f"psl to {limit - max_seq_length:,}"] if limit > max_seq_length else []
+        raise XtunerError(f"{label + ': ' if label else ''}psl {psl} + max_seq_length {max_seq_length:,} = "
+                          f"{psl + max_seq_length:,} positions, more than model {name!r} takes ({limit:,} tokens, "
+                          f"from max_position_embeddings {config.max_position_embeddings:,}); the prompt shifts the "
+                          f"input's positions by psl: lower {' or '.join(fixes)}")  # fmt: skip
+
+
+_XLMR = {"model_type": "xlm-roberta", "max_position_embeddings": 514, "pad_token_id": 1}
+_MBERT = {"model_type": "bert", "max_position_embeddings": 512, "pad_token_id": 0}
+KNOWN_CONFIGS = {  # the position fields of their config.json on the hub
+    **{f"{org}xlm-roberta-{size}": _XLMR for org in ("", "FacebookAI/") for size in ("base", "large")},
+    **{f"{org}bert-base-multilingual-{case}": _MBERT for org in ("", "google-bert/") for case in ("cased", "uncased")},
+}  # fmt: skip
+
+
+def known_config(name: str) -> SimpleNamespace | None:
+    """The position fields of a well-known hub model (`KNOWN_CONFIGS`), for when its config is not available here."""
+    fields = KNOWN_CONFIGS.get(name)
+    return SimpleNamespace(**fields) if fields is not None and not Path(name).expanduser().exists() else None
 
 
 def check_weights(model_path: str, config: Any | None = None) -> None:

@@ -99,7 +99,7 @@ ENTRIES = {
     "xquad": {"finetune": _QA},
     "mlqa": {"finetune": _QA},
     "tydiqa": {"finetune": {**_QA, "dev_split": Setting(
-        "validation", f"{QA}:52", "PREDICT_FILE: TyDiQA-GoldP en dev, scored once after training (no selection); "
+        "validation", f"{QA}:51", "PREDICT_FILE: TyDiQA-GoldP en dev, scored once after training (no selection); "
         "xtuner's tydiqa validation is SQuAD v1.1 dev, for the dev curve only")}},
 }  # fmt: skip
 

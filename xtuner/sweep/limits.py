@@ -3,7 +3,9 @@
 - `check_models`: every model resolves; one available here (a built-in, a local folder, the HF cache) has intact
   files (`xtuner.models.checks`: weights, and before a sweep starts, a tokenizer that fits its embeddings).
 - `check_model_limits`: ``max_seq_length`` (every value a group can take) within each such model's positions, at
-  dry-run time, naming the spec key that set it.
+  dry-run time, naming the spec key that set it; for a prompt method that shifts the input's positions,
+  ``max_seq_length + psl`` (the largest of each a trial can get) too. A well-known hub model that is not in the
+  cache here is checked with its known limits (`xtuner.models.checks.known_config`).
 - `epoch_warnings`: ``epochs`` past `EPOCHS_WARN` is allowed but warned about, with the dry run's time estimate.
 """
 
@@ -15,7 +17,7 @@ from xtuner.errors import XtunerError
 from xtuner.trial.config import TrialConfig
 
 if TYPE_CHECKING:
-    from xtuner.sweep.space import SweepPlan
+    from xtuner.sweep.space import Group, SweepPlan
     from xtuner.sweep.spec import SweepSpec
 
 
@@ -39,16 +41,17 @@ def check_models(spec: SweepSpec, resolve: bool) -> None:
 
 
 def check_model_limits(spec: SweepSpec, plan: SweepPlan) -> None:
-    """max_seq_length within each model's positions, for models whose config is available without the network."""
+    """max_seq_length (plus a prompt's psl) within each model's positions, for models whose config is available
+    without the network or whose limits are known."""
     from xtuner.models import resolve_model
-    from xtuner.models.checks import check_max_seq_length, model_config
+    from xtuner.models.checks import check_max_seq_length, known_config, model_config
 
     configs = {}
     for name in spec.model_names:
         try:
-            configs[name] = model_config(resolve_model(name, build_if_missing=False))
+            configs[name] = model_config(resolve_model(name, build_if_missing=False)) or known_config(name)
         except XtunerError:
-            configs[name] = None  # not built yet: checked when it is
+            configs[name] = known_config(name)  # not built yet: checked when it is
     default = TrialConfig.model_fields["max_seq_length"].default
     for g in plan.groups.values():
         config = configs.get(g.model)
@@ -60,6 +63,31 @@ def check_model_limits(spec: SweepSpec, plan: SweepPlan) -> None:
                     check_max_seq_length(value, config, g.model)
                 except XtunerError as e:
                     raise spec.error(g.origin.get("max_seq_length", ["trial", "max_seq_length"]), str(e)) from None
+        _check_prompt_positions(spec, g, config, default)
+
+
+def _check_prompt_positions(spec: SweepSpec, g: Group, config: object, default: int) -> None:
+    """Every trial of `g` (a distribution at its largest end): max_seq_length + the method's position offset."""
+    from xtuner.methods import validate_settings
+    from xtuner.models.checks import check_max_seq_length
+
+    highest = {k: d.ends()[-1] for k, d in g.dists.items()}
+    for point in g.grid_points():
+        try:
+            cfg = TrialConfig.from_flat({**g.flat(point), **highest})
+            offset = validate_settings(cfg.method, cfg.method_settings).position_offset()
+        except (XtunerError, TypeError, ValueError):
+            return  # an invalid setting: reported by the trial's own checks
+        if not isinstance(offset, int) or not offset:
+            return
+        method = g.method if g.method == cfg.method else f"{g.method} ({cfg.method})"
+        try:
+            check_max_seq_length(cfg.max_seq_length, config, g.model, psl=offset,
+                                 label=f"task {g.task}, method {method}")  # fmt: skip
+        except XtunerError as e:
+            loc = next((g.origin[k] for k in ("psl", "max_seq_length", "protocol") if k in g.origin),
+                       ["methods", g.method])  # fmt: skip
+            raise spec.error(loc, str(e)) from None
 
 
 EPOCHS_WARN = 100  # more epochs than any transfer sweep uses (the paper's longest runs are 30-100 epochs)

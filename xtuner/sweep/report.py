@@ -16,11 +16,30 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from xtuner.errors import XtunerError
 from xtuner.sweep.space import SweepPlan
 from xtuner.sweep.state import SweepState, TrialRecord
 
-# resolved settings the dry-run table shows beside the searched ones
-SHOWN = ("protocol", "lr", "psl", "batch_size", "grad_accum_steps", "epochs", "selection")
+# resolved settings the dry-run table shows beside the searched ones; ALWAYS_SHOWN with their defaults when unset
+SHOWN = ("protocol", "lr", "psl", "batch_size", "grad_accum_steps", "epochs", "lr_schedule", "lr_gamma", "selection",
+         "dev_split")  # fmt: skip
+ALWAYS_SHOWN = ("lr_schedule", "dev_split")
+
+
+def shown_settings(flat: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a resolved trial config the dry run shows: `SHOWN` where set (the lr schedule and the dev
+    split that selection reads always, their defaults included; gamma only for the exponential schedule)."""
+    from xtuner.trial.config import TrialConfig
+
+    full = {**{k: TrialConfig.model_fields[k].default for k in ALWAYS_SHOWN}, **flat}
+    shown = {k: full[k] for k in SHOWN if full.get(k) is not None}
+    if shown.get("grad_accum_steps") == 1:
+        del shown["grad_accum_steps"]
+    if shown.get("lr_schedule") == "exponential":
+        shown.setdefault("lr_gamma", TrialConfig.model_fields["lr_gamma"].default)
+    else:
+        shown.pop("lr_gamma", None)
+    return shown
 
 
 def fmt_params(values: dict[str, Any]) -> str:
@@ -52,16 +71,16 @@ def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
     spec = plan.spec
     if spec.search == "grid":
         order = " (run order: shuffled for ASHA)" if spec.scheduler.type == "asha" else ""
-        table = Table(title=f"sweep {spec.name}: {plan.n_trials} trials (grid){order}")
-        for col in ("#", "task", "method", "model", "seed", "settings"):
-            table.add_column(col)
+        # one model: named in the title, so that the settings keep the width of an 80-column console
+        one = spec.model_names[0] if len(spec.model_names) == 1 else None
+        table = Table(title=f"sweep {spec.name}: {plan.n_trials} trials (grid{', ' + one if one else ''}){order}")
+        for col in ("#", "task", "method", *(() if one else ("model",)), "seed"):
+            table.add_column(col, overflow="fold")
+        table.add_column("settings", overflow="fold")  # a narrow console folds a long value, never cuts it
         for i, (key, params) in enumerate(plan.run_order(), 1):
             g = plan.groups[key]
-            flat = g.flat(params)
-            shown = {k: flat[k] for k in SHOWN if flat.get(k) is not None} | params
-            if shown.get("grad_accum_steps") == 1:
-                del shown["grad_accum_steps"]
-            table.add_row(str(i), g.task, g.method, g.model, str(g.seed), fmt_params(shown))
+            shown = shown_settings(g.flat(params)) | params
+            table.add_row(str(i), g.task, g.method, *(() if one else (g.model,)), str(g.seed), fmt_params(shown))
     else:
         table = Table(
             title=f"sweep {spec.name}: {plan.n_trials} trials ({spec.search}, {spec.num_samples} per group)"
@@ -71,14 +90,14 @@ def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
         for g in plan.groups.values():
             space = {**{k: "[" + ", ".join(map(str, v)) + "]" for k, v in g.axes.items()},
                      **{k: str(d) for k, d in g.dists.items()}}  # fmt: skip
-            table.add_row(
-                g.key,
-                g.task,
-                g.method,
-                g.model,
-                str(g.seed),
-                " ".join(f"{k}={v}" for k, v in sorted(space.items())),
-            )
+            try:  # the settings every trial of the group shares, resolved (its protocol's included)
+                first = {**{k: v[0] for k, v in g.axes.items()}, **{k: d.low for k, d in g.dists.items()}}
+                fixed = {k: v for k, v in shown_settings(g.flat(first)).items() if k not in space}
+            except XtunerError:
+                fixed = {}
+            text = " ".join(f"{k}={v}" for k, v in sorted(space.items()))
+            table.add_row(g.key, g.task, g.method, g.model, str(g.seed), " ".join(filter(None, [text, fmt_params(fixed)
+                                                                                         if fixed else ""])))
     console.print(table)
     console.print(f"trials: {plan.n_trials}")
     splits = sorted({f"{g.task}: {g.fixed.get('eval_split', 'test')}" for g in plan.groups.values()})

@@ -148,7 +148,8 @@ def setup_trial(config: dict[str, Any] | TrialConfig) -> Setup:
     tokenizer = load_tokenizer(model_path, cfg.model, trust_remote_code=cfg.trust_remote_code)  # vocab fits
     config = model_config(model_path)
     if config is not None:
-        check_max_seq_length(cfg.max_seq_length, config, cfg.model)
+        check_max_seq_length(cfg.max_seq_length, config, cfg.model, psl=settings.position_offset(),
+                             label=f"task {cfg.task}, method {cfg.method}")  # fmt: skip
     from xtuner.data.cache import default_cache_dir
 
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
