@@ -55,7 +55,7 @@ def representations(args: argparse.Namespace) -> int:
 
     a = analyse(args.sources, task=args.task, languages=_languages(args.languages), rows=args.rows,
                 data_dir=args.data_dir, tracking_uri=args.tracking_uri, model=args.model, seed=args.seed,
-                batch_size=args.batch_size)  # fmt: skip
+                batch_size=args.batch_size, plot_lang=args.plot_lang)  # fmt: skip
     out = args.out or Path("analysis-out") / f"representations-{a.task}"
     paths = outputs.write(out, outputs.files(a, plot_lang=args.plot_lang, projection_kind=args.projection))
     print(outputs.summary_md(a))
