@@ -178,3 +178,23 @@ def test_trial_keeps_weights_and_measures_representations(tiny_model: str, tmp_p
     rows = load_parallel(get_task("synth-pawsx"), ["s3"], rows=30)
     again = analyse_model(get_task("synth-pawsx"), kept.built.model, kept.tokenizer, rows)
     assert again["s3"]["pos"] == pytest.approx(m["analysis/representations/s3/pos"], abs=1e-3)
+
+
+def test_log_back_writes_more_metrics_than_one_mlflow_batch_holds(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from xtuner.analysis.representations.common import METRICS_PER_CALL, log_back
+    from xtuner.analysis.representations.subjects import Ref, Subject
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    run_id = client.create_run(client.create_experiment("log-back")).info.run_id
+    subject = Subject("dp", "deep_prompt", "m", "synth-pawsx", 1, None, None, Ref(str(tmp_path), run_id))
+    values = {f"analysis/x/{i:04d}": float(i) for i in range(2 * METRICS_PER_CALL + 7)}
+    values["analysis/x/nan"] = float("nan")  # left out
+    held = []
+    written = log_back([subject, Subject("untuned", "untuned", "m", None, None, None, None)], uri,
+                       lambda s: values, lambda c, rid: held.append(rid))  # fmt: skip
+    logged = client.get_run(run_id).data.metrics
+    assert written == [run_id] and held == [run_id]  # no parent: the run itself holds the files
+    assert len(logged) == 2 * METRICS_PER_CALL + 7 and logged["analysis/x/2006"] == 2006.0

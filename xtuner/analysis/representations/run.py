@@ -4,16 +4,16 @@ sentence-pair task: resolve the sources, load the parallel rows once, encode the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from xtuner.analysis.representations.common import load_context
 from xtuner.analysis.representations.data import DEFAULT_ROWS, ParallelRows, check_pair_task, load_parallel
 from xtuner.analysis.representations.measure import encode, measure
 from xtuner.analysis.representations.subjects import Subject, assign_groups, load_subject, resolve, untuned
 from xtuner.errors import XtunerError, unknown_name
-from xtuner.tasks import LoadContext, Task, get_task
+from xtuner.tasks import Task, get_task
 
 
 @dataclass
@@ -86,7 +86,7 @@ def analyse(
     name = task_of(subjects, task)
     t = get_task(name)
     check_request(t, languages, plot_lang)
-    ctx = LoadContext(data_dir=Path(data_dir).expanduser() if data_dir else None)
+    ctx = load_context(data_dir)
     parallel = load_parallel(t, languages or list(t.languages), ctx, rows=rows)
     metrics: dict[str, Any] = {}
     vectors: dict[str, Any] = {}
