@@ -15,6 +15,8 @@ from xtuner.methods import encoder_hidden_states
 from xtuner.trial.run import build, setup_trial
 from xtuner.trial.weights import keeps, load_kept, save_kept
 
+XTREME_DOWNLOAD = Path(__file__).parent / "fixtures" / "xtreme" / "download"
+
 
 def _setup(tiny_model: str, method: str, **extra):
     cfg = {"task": "synth-pawsx", "model": tiny_model, "method": method, "lr": 1e-3, **extra}
@@ -123,6 +125,12 @@ def test_analyze_reads_and_writes_mlflow_runs(kept: dict, mlflow_server: str, tm
          "unknown language 'de'"),
         (["analyze", "representations"], "nothing to analyse"),
         (["analyze", "retrieval", "--task", "synth-pawsx", "--model", "builtin:tiny-xlmr"], "not a retrieval task"),
+        (["analyze", "representations", "--model", "builtin:tiny-xlmr", "--task", "synth-pawsx", "--languages", "s1,s6",
+          "--plot-lang", "s3"], "unknown plot language 's3'"),
+        (["analyze", "representations", "--model", "builtin:tiny-xlmr", "--task", "synth-pawsx", "--plot-lang", "en"],
+         "unknown plot language 'en'"),
+        (["analyze", "representations", "--model", "builtin:tiny-xlmr", "--task", "pawsx", "--languages", "de",
+          "--data-dir", str(XTREME_DOWNLOAD)], "no parallel train rows in 'de'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_error_line(argv: list[str], message: str, capsys, tmp_path: Path) -> None:
@@ -130,6 +138,21 @@ def test_bad_input_is_one_error_line(argv: list[str], message: str, capsys, tmp_
     err = capsys.readouterr().err
     lines = [ln for ln in err.strip().splitlines() if ln]
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+
+
+def test_a_bad_plot_language_is_refused_before_encoding(kept: dict, tmp_path: Path, capsys, monkeypatch) -> None:
+    import xtuner.analysis.representations.run as run
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("encoded before the plot language was checked")
+
+    monkeypatch.setattr(run, "encode", tripwire)
+    for argv in ([str(kept["dp"]), "--languages", "s1,s6", "--plot-lang", "s2"],  # task read from the kept weights
+                 ["--model", "builtin:tiny-xlmr", "--task", "synth-pawsx", "--languages", "s1", "--plot-lang", "de"]):  # fmt: skip
+        rc = main(["analyze", "representations", *argv, "--rows", "20", "--no-mlflow", "--out", str(tmp_path / "o")])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: unknown plot language"), lines
+        assert "valid plot languages: s1" in lines[0] and not (tmp_path / "o").exists()
 
 
 def test_a_folder_without_kept_weights(tmp_path: Path, capsys) -> None:
@@ -155,3 +178,23 @@ def test_trial_keeps_weights_and_measures_representations(tiny_model: str, tmp_p
     rows = load_parallel(get_task("synth-pawsx"), ["s3"], rows=30)
     again = analyse_model(get_task("synth-pawsx"), kept.built.model, kept.tokenizer, rows)
     assert again["s3"]["pos"] == pytest.approx(m["analysis/representations/s3/pos"], abs=1e-3)
+
+
+def test_log_back_writes_more_metrics_than_one_mlflow_batch_holds(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from xtuner.analysis.representations.common import METRICS_PER_CALL, log_back
+    from xtuner.analysis.representations.subjects import Ref, Subject
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    run_id = client.create_run(client.create_experiment("log-back")).info.run_id
+    subject = Subject("dp", "deep_prompt", "m", "synth-pawsx", 1, None, None, Ref(str(tmp_path), run_id))
+    values = {f"analysis/x/{i:04d}": float(i) for i in range(2 * METRICS_PER_CALL + 7)}
+    values["analysis/x/nan"] = float("nan")  # left out
+    held = []
+    written = log_back([subject, Subject("untuned", "untuned", "m", None, None, None, None)], uri,
+                       lambda s: values, lambda c, rid: held.append(rid))  # fmt: skip
+    logged = client.get_run(run_id).data.metrics
+    assert written == [run_id] and held == [run_id]  # no parent: the run itself holds the files
+    assert len(logged) == 2 * METRICS_PER_CALL + 7 and logged["analysis/x/2006"] == 2006.0

@@ -100,3 +100,53 @@ def test_threshold_midpoint_and_f1() -> None:
     assert scores["f1"] == pytest.approx(75.0)
     assert search.optimize_threshold({("a", "A"): 2.0}, {("a", "A")}) == 2.0  # the last candidate: its own score
     assert bucc_f1([("x", "y")], [("a", "A")]) == {"f1": 0.0, "precision": 0.0, "recall": 0.0}
+
+
+def _xtreme_layer(depth: int, num_layers: int, specific_layer: int) -> int:
+    """The hidden_states index XTREME's scripts embed with: ``all_layer_outputs[-num_layers:][specific_layer]``
+    (``extract_embeddings`` in evaluate_retrieval.py / run_retrieval.py), for a model of `depth` layers."""
+    return list(range(depth + 1))[-num_layers:][specific_layer]
+
+
+def test_default_layers_are_the_xtreme_scripts() -> None:
+    from xtuner.retrieval.encode import default_layer
+
+    # run_tatoeba.sh: --num_layers 12 --specific_layer 7 (12 layers), --num_layers 24 --specific_layer 13 (24)
+    assert default_layer(12, "tatoeba") == _xtreme_layer(12, 12, 7) == 8
+    assert default_layer(24, "tatoeba") == _xtreme_layer(24, 24, 13) == 14
+    # run_bucc2018.sh: --specific_layer 7 and no --num_layers, so run_retrieval.py's default 12
+    assert default_layer(12, "bucc") == _xtreme_layer(12, 12, 7) == 8
+    assert default_layer(24, "bucc") == _xtreme_layer(24, 12, 7) == 20
+
+
+def test_sentence_vectors_are_xtremes_mean_pooling(tiny_model: str) -> None:
+    """XTREME's extract_embeddings, written out with transformers: ``[cls] + tokens + [sep]`` per sentence, padded
+    to the batch's longest, token type 0, the mean of the layer's states over the attention mask (special tokens
+    included: pool_skip_special_token is off), against `Encoder.vectors` on the untuned retrieval model."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from xtuner.analysis.representations.subjects import untuned
+    from xtuner.models import resolve_model
+    from xtuner.retrieval.encode import default_layer
+    from xtuner.retrieval.evaluate import Encoder
+
+    sentences = ["the farmer saw a red car near the river .", "a dog .", "he reads", "  a cat sleeps  "]
+    path = resolve_model(tiny_model)
+    tok = AutoTokenizer.from_pretrained(path)
+    ref_model = AutoModel.from_pretrained(path).eval()
+    depth = ref_model.config.num_hidden_layers
+    layer = default_layer(depth, "tatoeba")
+    toks = [tok.tokenize(s.strip()) for s in sentences]  # tokenize_text strips each line
+    length = max(len(t) for t in toks) + 2
+    ids = [tok.convert_tokens_to_ids([tok.cls_token, *t, tok.sep_token]) for t in toks]
+    mask = torch.tensor([[1] * len(i) + [0] * (length - len(i)) for i in ids])
+    input_ids = torch.tensor([i + [tok.pad_token_id] * (length - len(i)) for i in ids])
+    with torch.no_grad():
+        states = ref_model(input_ids=input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids),
+                           output_hidden_states=True).hidden_states  # fmt: skip
+    hidden = states[-depth:][layer - 1]  # hidden_states[1:], as the scripts index it (module test above)
+    expected = ((hidden * mask.unsqueeze(2)).sum(1) / mask.sum(1, keepdim=True)).numpy()
+    subject = untuned(tiny_model)
+    got = Encoder(subject.model, subject.tokenizer, batch_size=2).vectors([s.strip() for s in sentences], "tatoeba")
+    assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-5)

@@ -45,49 +45,53 @@ def _languages(value: str | None) -> list[str] | None:
     return [x.strip() for x in value.split(",") if x.strip()] if value else None
 
 
-def representations(args: argparse.Namespace) -> int:
+def _common_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of both analyses that `_common`'s options give (libraries quietened first)."""
     from xtuner.trial.run import quiet_libraries
 
     quiet_libraries()
-    from xtuner.analysis.representations import outputs
-    from xtuner.analysis.representations.run import analyse
+    return {"languages": _languages(args.languages), "data_dir": args.data_dir, "tracking_uri": args.tracking_uri,
+            "model": args.model, "batch_size": args.batch_size}  # fmt: skip
+
+
+def _log_back(args: argparse.Namespace, log, where: str) -> None:
+    """Unless --no-mlflow: ``log(tracking_uri)`` and say to how many runs it wrote."""
     from xtuner.analysis.representations.subjects import default_tracking_uri
 
-    a = analyse(args.sources, task=args.task, languages=_languages(args.languages), rows=args.rows,
-                data_dir=args.data_dir, tracking_uri=args.tracking_uri, model=args.model, seed=args.seed,
-                batch_size=args.batch_size)  # fmt: skip
+    if not args.no_mlflow:
+        runs = log(default_tracking_uri(args.tracking_uri))
+        if runs:
+            print(f"logged to {len(runs)} MLflow run(s) under {where}")
+
+
+def representations(args: argparse.Namespace) -> int:
+    options = _common_options(args)
+    from xtuner.analysis.representations import outputs
+    from xtuner.analysis.representations.run import analyse
+
+    a = analyse(args.sources, task=args.task, rows=args.rows, seed=args.seed, plot_lang=args.plot_lang, **options)
     out = args.out or Path("analysis-out") / f"representations-{a.task}"
     paths = outputs.write(out, outputs.files(a, plot_lang=args.plot_lang, projection_kind=args.projection))
     print(outputs.summary_md(a))
     for note in a.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {', '.join(p.name for p in paths)} to {out}")
-    if not args.no_mlflow:
-        runs = outputs.log_to_mlflow(a, out, default_tracking_uri(args.tracking_uri))
-        if runs:
-            print(f"logged to {len(runs)} MLflow run(s) under analysis/representations/ (and their sweeps' parent runs)")
+    _log_back(args, lambda uri: outputs.log_to_mlflow(a, out, uri),
+              "analysis/representations/ (and their sweeps' parent runs)")  # fmt: skip
     return 0
 
 
 def retrieval(args: argparse.Namespace) -> int:
-    from xtuner.trial.run import quiet_libraries
-
-    quiet_libraries()
+    options = _common_options(args)
     from xtuner.analysis.representations.retrieval import analyse_retrieval, log_to_mlflow, table_csv
-    from xtuner.analysis.representations.subjects import default_tracking_uri
 
-    a = analyse_retrieval(args.sources, task=args.task, languages=_languages(args.languages), data_dir=args.data_dir,
-                          tracking_uri=args.tracking_uri, model=args.model, layer=args.layer, split=args.split,
-                          batch_size=args.batch_size)  # fmt: skip
+    a = analyse_retrieval(args.sources, task=args.task, layer=args.layer, split=args.split, **options)
     out = args.out or Path("analysis-out") / f"retrieval-{a.task}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.csv").write_text(table_csv(a))
     _print_retrieval(a)
     print(f"wrote table.csv to {out}")
-    if not args.no_mlflow:
-        runs = log_to_mlflow(a, default_tracking_uri(args.tracking_uri))
-        if runs:
-            print(f"logged to {len(runs)} MLflow run(s) under analysis/retrieval/{a.task}/")
+    _log_back(args, lambda uri: log_to_mlflow(a, uri), f"analysis/retrieval/{a.task}/")
     return 0
 
 

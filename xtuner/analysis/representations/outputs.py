@@ -4,18 +4,18 @@ analysed run's own numbers as its metrics and the files once per sweep (`log_to_
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from xtuner.analysis.representations.common import encoder_csv, log_back
 from xtuner.analysis.representations.maths import METRICS
 from xtuner.analysis.representations.measure import PREFIX, flat
 from xtuner.analysis.representations.plots import by_method, heatmap, projection
 from xtuner.analysis.representations.run import Analysis
+from xtuner.analysis.representations.subjects import Subject
 from xtuner.tasks import get_task
 
 SUMMARY_METRICS = METRICS
@@ -36,14 +36,7 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def table_csv(a: Analysis) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["encoder", "method", "model", "seed", "run_id", "lang", *METRICS])
-    for s in a.subjects:
-        for lang, m in a.metrics[s.label].items():
-            w.writerow([s.label, s.method, s.model_name, "" if s.seed is None else s.seed,
-                        (s.ref.run_id if s.ref else "") or "", lang, *(f"{m[k]:.4f}" for k in METRICS)])  # fmt: skip
-    return buf.getvalue()
+    return encoder_csv(a.subjects, a.metrics, METRICS)
 
 
 def summary_md(a: Analysis, published: str = "") -> str:
@@ -116,25 +109,10 @@ def log_to_mlflow(a: Analysis, out: Path, tracking_uri: str) -> list[str]:
     ``<task>/`` after the prefix when the run was trained on another task), and the output files once per sweep,
     to its parent run (to the run itself when it has no parent), under ``analysis/representations/<task>/``.
     Returns the run ids whose metrics were written."""
-    import time
 
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    now = int(time.time() * 1000)
-    written, holders = [], set()
-    for s in a.subjects:
-        if not (s.ref and s.ref.run_id):
-            continue
+    def metrics_of(s: Subject) -> dict[str, float]:
         prefix = PREFIX if s.task in (None, a.task) else f"{PREFIX}/{a.task}"
-        values = {k: v for k, v in flat(a.metrics[s.label], prefix).items() if math.isfinite(v)}
-        values[f"{prefix}/rows"] = float(len(a.rows.ids))
-        items = [Metric(k, float(v), now, 0) for k, v in sorted(values.items())]
-        for i in range(0, len(items), 500):
-            client.log_batch(s.ref.run_id, metrics=items[i : i + 500])
-        holders.add(client.get_run(s.ref.run_id).data.tags.get("mlflow.parentRunId") or s.ref.run_id)
-        written.append(s.ref.run_id)
-    for run_id in sorted(holders):
-        client.log_artifacts(run_id, str(out), f"{PREFIX}/{a.task}")
-    return written
+        return {**flat(a.metrics[s.label], prefix), f"{prefix}/rows": float(len(a.rows.ids))}
+
+    return log_back(a.subjects, tracking_uri, metrics_of,
+                    lambda client, run_id: client.log_artifacts(run_id, str(out), f"{PREFIX}/{a.task}"))  # fmt: skip

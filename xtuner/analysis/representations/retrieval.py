@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from xtuner.analysis.representations.common import encoder_csv, load_context, log_back
 from xtuner.analysis.representations.run import subjects_for
 from xtuner.analysis.representations.subjects import Subject
 from xtuner.errors import XtunerError
 from xtuner.retrieval.evaluate import Encoder, evaluate_retrieval
-from xtuner.tasks import HeadType, LoadContext, get_task
+from xtuner.tasks import HeadType, get_task
 
 PREFIX = "analysis/retrieval"
 
@@ -36,7 +33,7 @@ def analyse_retrieval(sources: list[str], *, task: str, languages: list[str] | N
         raise XtunerError(f"task {task!r} is not a retrieval task; retrieval tasks: tatoeba, bucc2018, synth-tatoeba, "
                           "synth-bucc")  # fmt: skip
     subjects, notes = subjects_for(sources, tracking_uri=tracking_uri, model=model)
-    ctx = LoadContext(data_dir=Path(data_dir).expanduser() if data_dir else None)
+    ctx = load_context(data_dir)
     langs = languages or list(t.languages)
     scores = {}
     for s in subjects:
@@ -49,33 +46,14 @@ def analyse_retrieval(sources: list[str], *, task: str, languages: list[str] | N
 
 
 def table_csv(a: RetrievalAnalysis) -> str:
-    metrics = sorted({m for per in a.scores.values() for v in per.values() for m in v})
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["encoder", "method", "model", "seed", "run_id", "lang", *metrics])
-    for s in a.subjects:
-        for lang, v in a.scores[s.label].items():
-            w.writerow([s.label, s.method, s.model_name, "" if s.seed is None else s.seed,
-                        (s.ref.run_id if s.ref else "") or "", lang, *(f"{v.get(m, math.nan):.4f}" for m in metrics)])  # fmt: skip
-    return buf.getvalue()
+    return encoder_csv(a.subjects, a.scores, sorted({m for per in a.scores.values() for v in per.values() for m in v}))
 
 
 def log_to_mlflow(a: RetrievalAnalysis, tracking_uri: str) -> list[str]:
-    import time
-
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    now, written, holders = int(time.time() * 1000), [], set()
-    for s in a.subjects:
-        if not (s.ref and s.ref.run_id):
-            continue
-        items = [Metric(f"{PREFIX}/{a.task}/{lang}/{m}", float(v), now, 0)
-                 for lang, per in a.scores[s.label].items() for m, v in per.items() if math.isfinite(v)]  # fmt: skip
-        client.log_batch(s.ref.run_id, metrics=items)
-        holders.add(client.get_run(s.ref.run_id).data.tags.get("mlflow.parentRunId") or s.ref.run_id)
-        written.append(s.ref.run_id)
-    for run_id in sorted(holders):  # the table once per sweep (its parent run), as for the representations
-        client.log_text(run_id, table_csv(a), f"{PREFIX}/{a.task}/table.csv")
-    return written
+    """Each run's ``analysis/retrieval/<task>/<lang>/<metric>``; the table once per sweep (its parent run), as for
+    the representations."""
+    return log_back(
+        a.subjects, tracking_uri,
+        lambda s: {f"{PREFIX}/{a.task}/{lang}/{m}": v for lang, per in a.scores[s.label].items() for m, v in per.items()},
+        lambda client, run_id: client.log_text(run_id, table_csv(a), f"{PREFIX}/{a.task}/table.csv"),
+    )  # fmt: skip

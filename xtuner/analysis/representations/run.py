@@ -4,16 +4,16 @@ sentence-pair task: resolve the sources, load the parallel rows once, encode the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xtuner.analysis.representations.data import DEFAULT_ROWS, ParallelRows, load_parallel
+from xtuner.analysis.representations.common import load_context
+from xtuner.analysis.representations.data import DEFAULT_ROWS, ParallelRows, check_pair_task, load_parallel
 from xtuner.analysis.representations.measure import encode, measure
 from xtuner.analysis.representations.subjects import Subject, assign_groups, load_subject, resolve, untuned
-from xtuner.errors import XtunerError
-from xtuner.tasks import LoadContext, get_task
+from xtuner.errors import XtunerError, unknown_name
+from xtuner.tasks import Task, get_task
 
 
 @dataclass
@@ -64,15 +64,29 @@ def task_of(subjects: list[Subject], task: str | None) -> str:
     return tasks[0]
 
 
+def check_request(task: Task, languages: list[str] | None, plot_lang: str | None) -> None:
+    """Refuse a bad request before anything is loaded or encoded: a task that is not a sentence pair, an unknown
+    language, a plot language that is not among the analysed ones (English is never one: it is the pivot)."""
+    check_pair_task(task)
+    for lang in languages or ():
+        task.check_language(lang)
+    analysed = sorted(set(languages or task.languages) - {task.source_lang})
+    if plot_lang is not None and plot_lang not in analysed:
+        raise unknown_name("plot language", plot_lang, analysed, where="(--plot-lang: one of the analysed languages)")
+
+
 def analyse(
     sources: list[str], *, task: str | None = None, languages: list[str] | None = None, rows: int = DEFAULT_ROWS,
     data_dir: str | None = None, tracking_uri: str | None = None, model: str | None = None, seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int = 64, plot_lang: str | None = None,
 ) -> Analysis:  # fmt: skip
+    if task:  # checked before any model is loaded; a task read from the runs, once they are
+        check_request(get_task(task), languages, plot_lang)
     subjects, notes = subjects_for(sources, tracking_uri=tracking_uri, model=model, task=task)
     name = task_of(subjects, task)
     t = get_task(name)
-    ctx = LoadContext(data_dir=Path(data_dir).expanduser() if data_dir else None)
+    check_request(t, languages, plot_lang)
+    ctx = load_context(data_dir)
     parallel = load_parallel(t, languages or list(t.languages), ctx, rows=rows)
     metrics: dict[str, Any] = {}
     vectors: dict[str, Any] = {}
