@@ -143,6 +143,35 @@ def test_reference_rows_only_when_task_and_model_match(logged, mlflow_server, tm
     assert _table(shipped, "table1").reference_rows == 0  # the shipped file has no confirmed number for these
 
 
+def test_dev_split_runs_are_a_task_of_their_own(mlflow_server, tmp_path) -> None:
+    """Runs trained with eval_split validation (tag xtuner.eval_split, or only the param as older runs) are
+    reported as ``<task>[dev]``: their own column, configurations and averages, never mixed with test numbers."""
+    client = MlflowClient(mlflow_server)
+    test = _trials("synth-xnli", 0.6, 0.8, seeds=(1,))
+    dev = [{**t, "eval_split": "validation"} for t in _trials("synth-xnli", 0.9, 0.9, seeds=(1,))]
+    dev_param_only = [{**t, "eval_split": "validation", "eval_split_tag": False}
+                      for t in _trials("synth-pawsx", 0.5, 0.5, seeds=(1,))]  # fmt: skip
+    log_sweep(client, "rep-dev", test + dev + dev_param_only)
+    rep = report(["rep-dev"], tracking_uri=mlflow_server, with_plots=True)
+    t1 = _table(rep, "table1")
+    assert t1.columns == ["method", "synth-pawsx[dev] (accuracy)", "synth-xnli (accuracy)",
+                          "synth-xnli[dev] (accuracy)"]  # fmt: skip
+    cells = {r[0]: r[1:] for r in t1.rows}  # 50/45/40/35, 60/55/50/45, 90/85/80/75
+    assert cells["finetune"] == ["42.5 (1)", "52.5 (1)", "82.5 (1)"]
+    assert {(r["task"], r["which"]) for r in t1.records if r["method"] == "finetune"} >= {
+        ("synth-xnli", "avg"), ("synth-xnli[dev]", "avg")}
+    assert {r.eval_split for r in rep.selection.runs if r.task.endswith("[dev]")} == {"validation"}
+    assert rep.tasks == ["synth-pawsx[dev]", "synth-xnli", "synth-xnli[dev]"]
+    assert _table(rep, "configs_synth-xnli[dev]").rows and _table(rep, "languages_synth-xnli[dev]").rows
+    out = tmp_path / "out"
+    assert cli_main(["report", "rep-dev", "--tracking-uri", mlflow_server, "--out", str(out), "--no-log"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"configs_synth-xnli_dev.csv", "languages_synth-xnli.csv", "heatmap_synth-xnli_dev.png",
+            "distance_synth-xnli_dev.png"} <= names and not [n for n in names if "[" in n]  # fmt: skip
+    md = (out / "report.md").read_text()
+    assert "## synth-xnli[dev]" in md and "(heatmap_synth-xnli_dev.png)" in md
+
+
 @pytest.mark.parametrize("argv, message", [
     (["report", "rep-mian"], "unknown sweep 'rep-mian'"),
     (["report", "rep-main", "--experiment", "nope"], "unknown experiment 'nope'"),

@@ -24,6 +24,12 @@ def INTERMEDIATE_TABLES(task: str) -> tuple[str, str]:  # noqa: N802 - the inter
     return f"intermediate_{task}", f"intermediate_languages_{task}"
 
 
+def file_name(name: str) -> str:
+    """A table key or plot name as a file name: the ``[dev]`` of a task scored on the dev sets becomes ``_dev``
+    (``configs_xnli[dev]`` -> ``configs_xnli_dev``), so no file name holds brackets."""
+    return name.replace("[", "_").replace("]", "")
+
+
 def parse_formats(value: str | None) -> list[str]:
     if not value:
         return list(FORMATS)
@@ -73,7 +79,7 @@ def markdown(report: Report) -> str:
                 parts += [md_table(t), ""]
         for name in (f"heatmap_{task}.png", f"distance_{task}.png", f"dev_{task}.png", f"intermediate_{task}.png"):
             if name in report.plots:
-                parts += [f"![{name[:-4]}]({name})", ""]
+                parts += [f"![{name[:-4]}]({file_name(name)})", ""]
     parts += ["## Procedure", "", *[f"- {line}" for line in report.procedure()], ""]
     return "\n".join(parts)
 
@@ -122,13 +128,13 @@ def write(report: Report, out: Path, formats: list[str]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, png in sorted(report.plots.items()):
-        (out / name).write_bytes(png)
-        paths.append(out / name)
+        (out / file_name(name)).write_bytes(png)
+        paths.append(out / file_name(name))
     texts: dict[str, str] = {}
     if "md" in formats:
         texts["report.md"] = markdown(report)
     if "csv" in formats:
-        texts.update({f"{t.key}.csv": table_csv(t) for t in report.tables})
+        texts.update({file_name(f"{t.key}.csv"): table_csv(t) for t in report.tables})
     if "json" in formats:
         texts["report.json"] = to_json(report)
     if "html" in formats:
