@@ -14,6 +14,7 @@ from statistics import mean
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from xtuner.sweep.space import SweepPlan
@@ -52,7 +53,7 @@ def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
     spec = plan.spec
     if spec.search == "grid":
         order = " (run order: shuffled for ASHA)" if spec.scheduler.type == "asha" else ""
-        table = Table(title=f"sweep {spec.name}: {plan.n_trials} trials (grid){order}")
+        table = Table(title=escape(f"sweep {spec.name}: {plan.n_trials} trials (grid){order}"))
         for col in ("#", "task", "method", "model", "seed", "settings"):
             table.add_column(col)
         for i, (key, params) in enumerate(plan.run_order(), 1):
@@ -61,33 +62,27 @@ def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
             shown = {k: flat[k] for k in SHOWN if flat.get(k) is not None} | params
             if shown.get("grad_accum_steps") == 1:
                 del shown["grad_accum_steps"]
-            table.add_row(str(i), g.task, g.method, g.model, str(g.seed), fmt_params(shown))
+            table.add_row(*map(escape, (str(i), g.task, g.method, g.model, str(g.seed), fmt_params(shown))))
     else:
         table = Table(
-            title=f"sweep {spec.name}: {plan.n_trials} trials ({spec.search}, {spec.num_samples} per group)"
+            title=escape(f"sweep {spec.name}: {plan.n_trials} trials ({spec.search}, {spec.num_samples} per group)")
         )
         for col in ("group", "task", "method", "model", "seed", "search space"):
             table.add_column(col)
         for g in plan.groups.values():
             space = {**{k: "[" + ", ".join(map(str, v)) + "]" for k, v in g.axes.items()},
                      **{k: str(d) for k, d in g.dists.items()}}  # fmt: skip
-            table.add_row(
-                g.key,
-                g.task,
-                g.method,
-                g.model,
-                str(g.seed),
-                " ".join(f"{k}={v}" for k, v in sorted(space.items())),
-            )
+            table.add_row(*map(escape, (g.key, g.task, g.method, g.model, str(g.seed),
+                                        " ".join(f"{k}={v}" for k, v in sorted(space.items())))))  # fmt: skip
     console.print(table)
     console.print(f"trials: {plan.n_trials}")
     splits = sorted({f"{g.task}: {g.fixed.get('eval_split', 'test')}" for g in plan.groups.values()})
     if any(not s.endswith(": test") for s in splits):
-        console.print(f"eval_split (what test/... metrics are scored on): {', '.join(splits)}")
+        console.print(f"eval_split (what test/... metrics are scored on): {', '.join(splits)}", markup=False)
     for line in resource_plan(plan):
-        console.print(line)
+        console.print(line, markup=False)
     for line in plan.warnings:
-        console.print(line, style="yellow", soft_wrap=True)
+        console.print(line, style="yellow", soft_wrap=True, markup=False)
 
 
 def resource_plan(plan: SweepPlan) -> list[str]:
@@ -200,7 +195,7 @@ def results_tables(state: SweepState) -> list[Table]:
         title = f"{task} ({metric}; best config per method chosen on English dev)"
         if eval_split(state, task) != "test":  # scored on the dev sets: say so where the numbers are
             title += f"\n{EVAL_SPLIT_NOTE[eval_split(state, task)]}"
-        table = Table(title=title)
+        table = Table(title=escape(title))
         cols = ["method"] + (["model"] if several_models else []) + ["best config", "en dev", "en test",
                                                                       "others avg", "gap", "trials"]  # fmt: skip
         for c in cols:
@@ -226,7 +221,7 @@ def results_tables(state: SweepState) -> list[Table]:
                     counts,
                 ]
             )
-            table.add_row(*cells)
+            table.add_row(*map(escape, cells))  # a "[...]" in a cell is text, not rich markup
         tables.append(table)
     return tables
 
@@ -261,7 +256,7 @@ def summary_markdown(state: SweepState) -> str:
 def status_table(state: SweepState) -> Table:
     counts = state.counts()
     title = f"sweep {state.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for col in ("trial", "task", "method", "params", "state", "en dev", "best"):
         table.add_column(col)
     best = {tuple(r["trial_ids"]): r for r in best_configs(state) if r.get("trial_ids")}
@@ -271,6 +266,6 @@ def status_table(state: SweepState) -> Table:
         state_text = rec.state
         if rec.failures:  # restarted from its checkpoint after a lost worker or node
             state_text += f" ({rec.failures} {'retry' if rec.failures == 1 else 'retries'})"
-        table.add_row(rec.trial_id, rec.task, rec.method, fmt_params(rec.searched_values()), state_text,
-                      _num(dev), "*" if rec.trial_id in best_ids else "")  # fmt: skip
+        table.add_row(*map(escape, (rec.trial_id, rec.task, rec.method, fmt_params(rec.searched_values()), state_text,
+                                    _num(dev), "*" if rec.trial_id in best_ids else "")))  # fmt: skip
     return table

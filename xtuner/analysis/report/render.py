@@ -150,21 +150,23 @@ def write(report: Report, out: Path, formats: list[str]) -> list[Path]:
 def terminal(report: Report, console=None) -> None:
     """Table 1 (average over languages), the significance summaries and the run counts."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     if console is None:
         probe = Console()
         console = Console(width=min(100, probe.width) if probe.is_terminal else 100)
     t = next(t for t in report.tables if t.key == "table1")
-    rt = RichTable(title=t.title, title_justify="left")
+    # every text is escaped: rich reads "[dev]" (xnli[dev]) or "[tiny-xlmr]" (method [model]) as markup and drops it
+    rt = RichTable(title=escape(t.title), title_justify="left")
     for i, c in enumerate(t.columns):
-        rt.add_column(c, justify="left" if i == 0 else "right", overflow="fold")
+        rt.add_column(escape(c), justify="left" if i == 0 else "right", overflow="fold")
     for i, row in enumerate(t.rows):
         style = "italic dim" if i >= len(t.rows) - t.reference_rows else None
-        rt.add_row(*row, style=style)
+        rt.add_row(*map(escape, row), style=style)
     console.print(rt)
     import textwrap
 
     for line in [*t.notes, *report.summary_lines()]:
         console.print(textwrap.fill(line, width=console.width, subsequent_indent="  "), highlight=False,
-                      soft_wrap=True)  # fmt: skip
+                      soft_wrap=True, markup=False)  # fmt: skip
