@@ -85,6 +85,37 @@ def test_spec_resolves_split_sources_and_checks_eval_split(tmp_path, monkeypatch
     assert TrialConfig.from_flat({"task": "xnli", "lr": 1e-3, "test_data": "hub"}).split_sources() == {"test": "hub"}
 
 
+@pytest.mark.parametrize("task, why", [
+    ("xquad", "XQuAD is a test set only"),
+    ("tydiqa", "TyDiQA-GoldP has a train and a dev set only, and XTREME tests on the dev set"),
+    ("tatoeba", "Tatoeba has one set per language, its test set"),
+])  # fmt: skip
+def test_eval_split_validation_is_refused_where_there_is_no_dev_set(task, why, stripped, tmp_path, capsys) -> None:  # noqa: F811
+    """xquad, tydiqa and tatoeba have no dev set besides English's selection set: the spec check (dry run and run),
+    `xtuner data prepare` and `xtuner trial` refuse eval_split validation with one error line, before any model
+    or data loads. mlqa (MLQA_V1/dev per language) and bucc2018 (BUCC's sample) have dev sets: accepted."""
+    spec = {"name": "nodev", "model": "builtin:tiny-xlmr", "data_dir": str(stripped),
+            "tasks": {task: {"trial": {"eval_split": "validation"}}, "mlqa": None, "bucc2018": None},
+            "methods": {"finetune": {"lr": 1.0e-4}}, "storage": str(tmp_path / "results")}  # fmt: skip
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    expect = f"eval_split 'validation' is not possible for task {task!r}: {why}"
+    for argv in (["sweep", "run", str(path), "--dry-run"], ["data", "prepare", str(path)],
+                 ["trial", "--task", task, "--model", "builtin:tiny-xlmr", "--lr", "1e-3", "--data-dir", str(stripped),
+                  "--eval-split", "validation"]):  # fmt: skip
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()  # the trial prints its progress lines before
+        assert [e for e in err if e.startswith("error: ")] == err[-1:] and expect in err[-1], (argv, err)
+        assert "Traceback" not in "\n".join(err)
+    if task != "tatoeba":  # the way out is named: labelled test files through test_data
+        assert "eval_split test with test_data: release:" in err[-1]
+    spec["tasks"] = {"mlqa": None, "bucc2018": None}
+    spec["eval_split"] = "validation"
+    path.write_text(yaml.safe_dump(spec))
+    assert cli_main(["sweep", "run", str(path), "--dry-run"]) == 0
+    assert "bucc2018: validation, mlqa: validation" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.slow
 def test_sweep_on_an_xtreme_folder_labels_eval_split_in_mlflow(
     stripped, ray_cluster, mlflow_server, tiny_model, tmp_path, capsys  # noqa: F811

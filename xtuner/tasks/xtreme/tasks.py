@@ -170,6 +170,7 @@ def _task(
     description: str,
     dev_splits: tuple[str, ...] = ("validation",),
     train_languages: tuple[str, ...] = (),
+    no_dev_eval: str = "",
 ) -> Task:
     loader = XtremeLoader(
         name, family, features, labels, hub, files, reader, tuple(reader_kwargs.items()), markers
@@ -192,6 +193,7 @@ def _task(
             data_key=loader.data_key,
             dev_splits=dev_splits,
             train_languages=train_languages,
+            no_dev_eval=no_dev_eval,
         )
     )
 
@@ -232,6 +234,7 @@ XQUAD = _task(
     layout.xquad_hub, layout.xquad_files, "squad", {}, ("xquad", "squad"),
     "XQuAD: extractive QA, trained on SQuAD v1.1, tested on the 11 XQuAD languages (SQuAD v1.1 metric).",
     train_languages=tuple(XQUAD_LANGS),  # non-English: XTREME's translated SQuAD in an XTREME download folder
+    no_dev_eval=layout.XQUAD_NO_DEV_EVAL,
 )  # fmt: skip
 MLQA = _task(
     "mlqa", "qa", _QA, MLQA_LANGS, QA_FEATURES, (), mlqa, "f1", ("question", "context"), None,
@@ -245,4 +248,5 @@ TYDIQA = _task(
     "TyDiQA-GoldP: extractive QA, trained on the English GoldP train set, selected on SQuAD v1.1 dev, tested on "
     "the GoldP dev sets.",
     train_languages=tuple(TYDIQA_LANGS),
+    no_dev_eval=layout.TYDIQA_NO_DEV_EVAL,
 )  # fmt: skip
