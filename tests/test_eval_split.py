@@ -147,3 +147,32 @@ def test_sweep_on_an_xtreme_folder_labels_eval_split_in_mlflow(
     out = capsys.readouterr().out
     assert "eval_split validation: 'test' columns are scored on the dev sets" in out
     assert "logged under report/" not in out
+
+
+@pytest.mark.slow
+def test_a_sweep_on_stripped_test_files_prints_each_error_in_full_once(
+    stripped, ray_cluster, mlflow_server, tiny_model, tmp_path, capsys  # noqa: F811
+) -> None:
+    """Two trials fail on the same label-stripped test file: the end of the sweep and `xtuner sweep status` print
+    that error once, in full (the progress lines cut it to 100 columns), with both trial ids."""
+    raw = {
+        "name": "stripped-errors", "model": tiny_model, "data_dir": str(stripped), "epochs": 1,
+        "tasks": ["xnli"], "methods": {"finetune": {"lr": [1.0e-3, 3.0e-3]}},
+        "trial": {**TINY, "languages": ["en", "de"], "cache_dir": str(tmp_path / "cache")},
+        "tracking": {"uri": mlflow_server, "experiment": "test-stripped-errors"},
+        "storage": str(tmp_path / "results"), "report": False,
+    }  # fmt: skip
+    state = run_sweep(load_plan(raw))
+    assert {r.state for r in state.trials.values()} == {"error"}
+    errors = {r.error for r in state.trials.values()}
+    assert len(errors) == 1
+    error = errors.pop()
+    assert error and "strips the labels" in error and len(error) > 200  # longer than any progress line
+    ids = sorted(state.trials)
+    out = capsys.readouterr().out
+    assert "2 trials failed, 1 distinct error" in out
+    assert f"- error in 2 trials ({', '.join(ids)}):" in out
+    assert out.count(error) == 1  # in full, once (soft-wrapped: never cut or folded)
+    assert cli_main(["sweep", "status", "stripped-errors", "--storage", str(tmp_path / "results")]) == 0
+    status = capsys.readouterr().out
+    assert status.count(error) == 1 and f"({', '.join(ids)}):" in status

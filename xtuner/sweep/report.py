@@ -253,6 +253,29 @@ def summary_markdown(state: SweepState) -> str:
     return "\n".join(lines) + "\n"
 
 
+FAILED_STATES = ("error", "nonfinite")
+
+
+def error_lines(state: SweepState) -> list[str]:
+    """Why trials failed: each distinct message of the trials that ended in error or nonfinite, in full (never
+    cut to a line's width as the progress lines are), once, with the ids of the trials that hit it; [] when none
+    failed. Plain text: print it with markup off."""
+    by_message: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for rec in sorted(state.trials.values(), key=lambda r: r.trial_id):
+        if rec.state in FAILED_STATES:
+            by_message[(rec.state, (rec.error or "").strip() or "(no message)")].append(rec.trial_id)
+    if not by_message:
+        return []
+    n = sum(len(ids) for ids in by_message.values())
+    lines = [f"{n} trial{'s' if n > 1 else ''} failed, {len(by_message)} distinct "
+             f"error{'s' if len(by_message) > 1 else ''} (each trial's traceback: trial_<id>/error.txt in the sweep "
+             "folder):"]  # fmt: skip
+    for (kind, message), ids in sorted(by_message.items(), key=lambda kv: (-len(kv[1]), kv[1][0])):
+        body = message.replace("\n", "\n    ")
+        lines.append(f"- {kind} in {len(ids)} trial{'s' if len(ids) > 1 else ''} ({', '.join(ids)}):\n    {body}")
+    return lines
+
+
 def status_table(state: SweepState) -> Table:
     counts = state.counts()
     title = f"sweep {state.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
