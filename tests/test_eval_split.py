@@ -4,10 +4,12 @@ real sweep (session Ray + MLflow server) whose child runs carry the param and ta
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from test_data_sources import RELEASES, stripped  # noqa: F401 - the fixture
+from test_data_sources import DOWNLOAD, RELEASES, stripped  # noqa: F401 - the fixture
 
 from xtuner.cli import main as cli_main
 from xtuner.sweep.runner import load_plan, run_sweep
@@ -48,6 +50,32 @@ def test_data_prepare_reads_each_split_where_its_trials_will(stripped, tmp_path,
     out = capsys.readouterr().out
     assert "xnli           validation de" in out and "pawsx          test       de" in out
     assert "all 6 splits of 2 task(s) load" in out
+
+
+def test_data_prepare_names_the_ways_out_of_a_missing_or_stripped_test_file(stripped, tmp_path, capsys) -> None:  # noqa: F811
+    """A test file missing from (or stripped in) an XTREME folder: `xtuner data prepare` gives one error line that
+    names per-split sources (test_data: hub | release:<folder> | <folder>, in the spec or the trial CLI) and
+    eval_split validation, except for tasks that cannot evaluate on dev (xquad)."""
+    (stripped / "pawsx" / "test-de.tsv").unlink()
+    shutil.copytree(DOWNLOAD / "xquad", stripped / "xquad")
+    (stripped / "xquad" / "xquad.de.json").unlink()
+    spec = {"name": "p", "model": "builtin:tiny-xlmr", "data_dir": str(stripped),
+            "tasks": {t: {"trial": {"languages": ["de"]}} for t in ("pawsx", "xnli", "xquad")},
+            "methods": {"finetune": {"lr": 1.0e-4}}}  # fmt: skip
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert cli_main(["data", "prepare", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([e for e in err if e.startswith("error:")]) == 1
+    line = err[-1]
+    assert line.startswith("error: 3 of 9 splits failed to load: pawsx test/de: missing file ") and ":;" not in line
+    pawsx, xnli, xquad = line.split(" test/de: ")[1:]
+    for text in (pawsx, xquad):
+        assert "this split can come from another source, set per task in the spec (tasks." in text
+        assert "test_data: hub, test_data: release:<folder>" in text and "or with xtuner trial --test-data" in text
+    assert "or evaluate zero-shot on the dev sets with eval_split: validation" in pawsx
+    assert "eval_split: validation is not possible for this task" in xquad
+    assert "strips the labels" in xnli and "eval_split: validation" in xnli and "not for xquad, tydiqa" in xnli
 
 
 def test_spec_resolves_split_sources_and_checks_eval_split(tmp_path, monkeypatch) -> None:
