@@ -30,7 +30,8 @@ def correct_vector(n: int, accuracy: float, seed: int) -> np.ndarray:
 def log_sweep(client: MlflowClient, sweep: str, trials: list[dict], experiment: str = "report-tests",
               uniform_keys: bool = True) -> str:  # fmt: skip
     """Log a sweep: `trials` are dicts with task, method, seed, lr (psl), status (done|pruned|failed|running),
-    and for done ones ``correct``: {lang: 0/1 vector} (accuracy tasks) and optional ``predictions`` (default True)
+    optional ``eval_split`` (param ``eval_split`` and, unless ``eval_split_tag`` is False, tag ``xtuner.eval_split``,
+    as sweeps write them), and for done ones ``correct``: {lang: 0/1 vector} (accuracy tasks) and optional ``predictions`` (default True)
     and ``dev`` (a list of en-dev values per epoch). Returns the parent run id."""
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
@@ -52,6 +53,8 @@ def _log_trial(client, exp_id, parent, sweep, trial_id, t, uniform_keys) -> None
         tags["xtuner.error"] = "RuntimeError: boom"
     if t["status"] == "pruned":
         tags["xtuner.pruned_at_epoch"] = "1"
+    if "eval_split" in t and t.get("eval_split_tag", True):
+        tags["xtuner.eval_split"] = t["eval_split"]
     run_id = client.create_run(exp_id, tags=tags).info.run_id
     params = {"task": t["task"], "method": t["method"], "model": t.get("model", "builtin:tiny-xlmr"),
               "seed": str(t["seed"]), "lr": str(t["lr"]), "epochs": "2", "trial_id": trial_id,
@@ -59,6 +62,8 @@ def _log_trial(client, exp_id, parent, sweep, trial_id, t, uniform_keys) -> None
               "warm_dir": f"/cache/{trial_id}"}  # paths that differ per trial: not settings  # fmt: skip
     if "psl" in t:
         params["psl"] = str(t["psl"])
+    if "eval_split" in t:
+        params["eval_split"] = t["eval_split"]
     client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
     now = int(time.time() * 1000)
     dev = t.get("dev", [50.0, 60.0] if t["status"] == "done" else [40.0])

@@ -125,7 +125,8 @@ def test_labelled_test_from_another_source_with_train_and_dev_from_xtreme(stripp
 def test_eval_split_validation_reads_only_dev_sets(stripped: Path, tmp_path: Path) -> None:
     out = prepare_jobs([Job("xnli", ctx_for(tmp_path, stripped), ("de", "en"), "validation")])
     assert [(s, lang) for _, s, lang, _ in out] == [("train", "en"), ("validation", "en"), ("validation", "de")]
-    with pytest.raises(XtunerError, match=r"tydiqa validation/ar: .*eval_split 'validation' is not possible"):
+    with pytest.raises(XtunerError, match=r"eval_split 'validation' is not possible for task 'tydiqa': .*no dev set "
+                       r"apart from the test set"):  # refused before anything loads
         prepare_jobs([Job("tydiqa", ctx_for(tmp_path, stripped), ("ar",), "validation")])
 
 

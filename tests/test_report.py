@@ -143,6 +143,73 @@ def test_reference_rows_only_when_task_and_model_match(logged, mlflow_server, tm
     assert _table(shipped, "table1").reference_rows == 0  # the shipped file has no confirmed number for these
 
 
+def test_dev_split_runs_are_a_task_of_their_own(mlflow_server, tmp_path, capsys) -> None:
+    """Runs trained with eval_split validation (tag xtuner.eval_split, or only the param as older runs) are
+    reported as ``<task>[dev]``: their own column, configurations and averages, never mixed with test numbers."""
+    client = MlflowClient(mlflow_server)
+    test = _trials("synth-xnli", 0.6, 0.8, seeds=(1,))
+    dev = [{**t, "eval_split": "validation"} for t in _trials("synth-xnli", 0.9, 0.9, seeds=(1,))]
+    dev_param_only = [{**t, "eval_split": "validation", "eval_split_tag": False}
+                      for t in _trials("synth-pawsx", 0.5, 0.5, seeds=(1,))]  # fmt: skip
+    log_sweep(client, "rep-dev", test + dev + dev_param_only)
+    rep = report(["rep-dev"], tracking_uri=mlflow_server, with_plots=True)
+    t1 = _table(rep, "table1")
+    assert t1.columns == ["method", "synth-pawsx[dev] (accuracy)", "synth-xnli (accuracy)",
+                          "synth-xnli[dev] (accuracy)"]  # fmt: skip
+    cells = {r[0]: r[1:] for r in t1.rows}  # 50/45/40/35, 60/55/50/45, 90/85/80/75
+    assert cells["finetune"] == ["42.5 (1)", "52.5 (1)", "82.5 (1)"]
+    assert {(r["task"], r["which"]) for r in t1.records if r["method"] == "finetune"} >= {
+        ("synth-xnli", "avg"), ("synth-xnli[dev]", "avg")}
+    assert {r.eval_split for r in rep.selection.runs if r.task.endswith("[dev]")} == {"validation"}
+    assert rep.tasks == ["synth-pawsx[dev]", "synth-xnli", "synth-xnli[dev]"]
+    assert _table(rep, "configs_synth-xnli[dev]").rows and _table(rep, "languages_synth-xnli[dev]").rows
+    out = tmp_path / "out"
+    assert cli_main(["report", "rep-dev", "--tracking-uri", mlflow_server, "--out", str(out), "--no-log"]) == 0
+    printed = capsys.readouterr().out  # rich would read "[dev]" as markup and drop it: every cell is escaped
+    assert "synth-xnli[dev]" in printed and "synth-pawsx[dev]" in printed
+    assert "synth-xnli[dev] deep_prompt" not in printed  # every run done: no status line
+    names = {p.name for p in out.iterdir()}
+    assert {"configs_synth-xnli_dev.csv", "languages_synth-xnli.csv", "heatmap_synth-xnli_dev.png",
+            "distance_synth-xnli_dev.png"} <= names and not [n for n in names if "[" in n]  # fmt: skip
+    md = (out / "report.md").read_text()
+    assert "## synth-xnli[dev]" in md and "(heatmap_synth-xnli_dev.png)" in md
+
+
+def test_terminal_tables_print_brackets_as_text() -> None:
+    """Labels with "[...]" (a task scored on dev, ``method [model]``, a searched value) are text, not rich markup,
+    in the report's Table 1 and in the sweep's status and results tables."""
+    import io
+
+    from rich.console import Console
+
+    from xtuner.analysis.report import Report
+    from xtuner.analysis.report.render import terminal
+    from xtuner.analysis.report.runs import Selection
+    from xtuner.analysis.report.tables import Table
+    from xtuner.sweep.report import results_tables, status_table
+    from xtuner.sweep.state import SweepState, TrialRecord
+
+    t1 = Table("table1", "Table 1: average [over languages]", ["method", "xnli[dev] (accuracy)"],
+               [["finetune [tiny-xlmr]", "52.5 (1)"]])  # fmt: skip
+    rep = Report(Selection([], {}, "sqlite://", ["s"]), [], [t1], [], {}, 10, 0, notes=["note [bold]x[/bold]"])
+    buf = io.StringIO()
+    terminal(rep, Console(file=buf, width=100))
+    text = buf.getvalue()
+    for label in ("average [over languages]", "xnli[dev]", "finetune [tiny-xlmr]", "note [bold]x[/bold]"):
+        assert label in text, label
+    state = SweepState("s", {})
+    rec = TrialRecord("s_00000", "g", "xnli", "finetune", "builtin:tiny-xlmr", 1, "accuracy",
+                      {"lr": 1e-3, "layers": "[last]", "eval_split": "validation"}, ["layers"], state="done",
+                      final={"dev/en/accuracy": 70.0, "test/en/accuracy": 69.0})  # fmt: skip
+    state.trials[rec.trial_id] = rec
+    buf = io.StringIO()
+    console = Console(file=buf, width=160)
+    console.print(status_table(state))
+    for table in results_tables(state):
+        console.print(table)
+    assert buf.getvalue().count("layers=[last]") == 2
+
+
 @pytest.mark.parametrize("argv, message", [
     (["report", "rep-mian"], "unknown sweep 'rep-mian'"),
     (["report", "rep-main", "--experiment", "nope"], "unknown experiment 'nope'"),

@@ -61,8 +61,10 @@ def _main(argv: list[str] | None) -> int:
     try:
         rc = args.func(args)
     except XtunerError as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        print(f"error: {'; '.join(lines) or type(e).__name__}", file=sys.stderr)  # one line, always
+        text = ""
+        for line in (line.strip() for line in str(e).splitlines() if line.strip()):
+            text += (" " if not text or text.endswith(":") else "; ") + line  # "N failed:" + its list, no ":;"
+        print(f"error:{text or ' ' + type(e).__name__}", file=sys.stderr)  # one line, always
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -14,6 +14,7 @@ from statistics import mean
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from xtuner.errors import XtunerError
@@ -73,17 +74,17 @@ def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
         order = " (run order: shuffled for ASHA)" if spec.scheduler.type == "asha" else ""
         # one model: named in the title, so that the settings keep the width of an 80-column console
         one = spec.model_names[0] if len(spec.model_names) == 1 else None
-        table = Table(title=f"sweep {spec.name}: {plan.n_trials} trials (grid{', ' + one if one else ''}){order}")
+        table = Table(title=escape(f"sweep {spec.name}: {plan.n_trials} trials (grid{', ' + one if one else ''}){order}"))
         for col in ("#", "task", "method", *(() if one else ("model",)), "seed"):
             table.add_column(col, overflow="fold")
         table.add_column("settings", overflow="fold")  # a narrow console folds a long value, never cuts it
         for i, (key, params) in enumerate(plan.run_order(), 1):
             g = plan.groups[key]
             shown = shown_settings(g.flat(params)) | params
-            table.add_row(str(i), g.task, g.method, *(() if one else (g.model,)), str(g.seed), fmt_params(shown))
+            table.add_row(*map(escape, (str(i), g.task, g.method, *(() if one else (g.model,)), str(g.seed), fmt_params(shown))))
     else:
         table = Table(
-            title=f"sweep {spec.name}: {plan.n_trials} trials ({spec.search}, {spec.num_samples} per group)"
+            title=escape(f"sweep {spec.name}: {plan.n_trials} trials ({spec.search}, {spec.num_samples} per group)")
         )
         for col in ("group", "task", "method", "model", "seed", "search space"):
             table.add_column(col)
@@ -96,17 +97,17 @@ def print_plan(plan: SweepPlan, console: Console | None = None) -> None:
             except XtunerError:
                 fixed = {}
             text = " ".join(f"{k}={v}" for k, v in sorted(space.items()))
-            table.add_row(g.key, g.task, g.method, g.model, str(g.seed), " ".join(filter(None, [text, fmt_params(fixed)
-                                                                                         if fixed else ""])))
+            settings = " ".join(filter(None, [text, fmt_params(fixed) if fixed else ""]))
+            table.add_row(*map(escape, (g.key, g.task, g.method, g.model, str(g.seed), settings)))
     console.print(table)
     console.print(f"trials: {plan.n_trials}")
     splits = sorted({f"{g.task}: {g.fixed.get('eval_split', 'test')}" for g in plan.groups.values()})
     if any(not s.endswith(": test") for s in splits):
-        console.print(f"eval_split (what test/... metrics are scored on): {', '.join(splits)}")
+        console.print(f"eval_split (what test/... metrics are scored on): {', '.join(splits)}", markup=False)
     for line in resource_plan(plan):
-        console.print(line)
+        console.print(line, markup=False)
     for line in plan.warnings:
-        console.print(line, style="yellow", soft_wrap=True)
+        console.print(line, style="yellow", soft_wrap=True, markup=False)
 
 
 def resource_plan(plan: SweepPlan) -> list[str]:
@@ -219,7 +220,7 @@ def results_tables(state: SweepState) -> list[Table]:
         title = f"{task} ({metric}; best config per method chosen on English dev)"
         if eval_split(state, task) != "test":  # scored on the dev sets: say so where the numbers are
             title += f"\n{EVAL_SPLIT_NOTE[eval_split(state, task)]}"
-        table = Table(title=title)
+        table = Table(title=escape(title))
         cols = ["method"] + (["model"] if several_models else []) + ["best config", "en dev", "en test",
                                                                       "others avg", "gap", "trials"]  # fmt: skip
         for c in cols:
@@ -245,7 +246,7 @@ def results_tables(state: SweepState) -> list[Table]:
                     counts,
                 ]
             )
-            table.add_row(*cells)
+            table.add_row(*map(escape, cells))  # a "[...]" in a cell is text, not rich markup
         tables.append(table)
     return tables
 
@@ -277,10 +278,33 @@ def summary_markdown(state: SweepState) -> str:
     return "\n".join(lines) + "\n"
 
 
+FAILED_STATES = ("error", "nonfinite")
+
+
+def error_lines(state: SweepState) -> list[str]:
+    """Why trials failed: each distinct message of the trials that ended in error or nonfinite, in full (never
+    cut to a line's width as the progress lines are), once, with the ids of the trials that hit it; [] when none
+    failed. Plain text: print it with markup off."""
+    by_message: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for rec in sorted(state.trials.values(), key=lambda r: r.trial_id):
+        if rec.state in FAILED_STATES:
+            by_message[(rec.state, (rec.error or "").strip() or "(no message)")].append(rec.trial_id)
+    if not by_message:
+        return []
+    n = sum(len(ids) for ids in by_message.values())
+    lines = [f"{n} trial{'s' if n > 1 else ''} failed, {len(by_message)} distinct "
+             f"error{'s' if len(by_message) > 1 else ''} (each trial's traceback: trial_<id>/error.txt in the sweep "
+             "folder):"]  # fmt: skip
+    for (kind, message), ids in sorted(by_message.items(), key=lambda kv: (-len(kv[1]), kv[1][0])):
+        body = message.replace("\n", "\n    ")
+        lines.append(f"- {kind} in {len(ids)} trial{'s' if len(ids) > 1 else ''} ({', '.join(ids)}):\n    {body}")
+    return lines
+
+
 def status_table(state: SweepState) -> Table:
     counts = state.counts()
     title = f"sweep {state.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for col in ("trial", "task", "method", "params", "state", "en dev", "best"):
         table.add_column(col)
     best = {tuple(r["trial_ids"]): r for r in best_configs(state) if r.get("trial_ids")}
@@ -290,6 +314,6 @@ def status_table(state: SweepState) -> Table:
         state_text = rec.state
         if rec.failures:  # restarted from its checkpoint after a lost worker or node
             state_text += f" ({rec.failures} {'retry' if rec.failures == 1 else 'retries'})"
-        table.add_row(rec.trial_id, rec.task, rec.method, fmt_params(rec.searched_values()), state_text,
-                      _num(dev), "*" if rec.trial_id in best_ids else "")  # fmt: skip
+        table.add_row(*map(escape, (rec.trial_id, rec.task, rec.method, fmt_params(rec.searched_values()), state_text,
+                                    _num(dev), "*" if rec.trial_id in best_ids else "")))  # fmt: skip
     return table

@@ -28,7 +28,7 @@ from xtuner.sweep.checks import check_tracking
 from xtuner.sweep.events import SweepEvents, replay_results
 from xtuner.sweep.limits import check_models
 from xtuner.sweep.lock import DriverLock, describe, remove_contents
-from xtuner.sweep.report import results_tables, status_table
+from xtuner.sweep.report import error_lines, results_tables, status_table
 from xtuner.sweep.space import SweepPlan, build_plan
 from xtuner.sweep.spec import load_spec
 from xtuner.sweep.state import (
@@ -231,6 +231,8 @@ def _finish(events: SweepEvents, console: Console | None, quiet: bool) -> SweepS
         console = console or Console()
         for table in results_tables(state):
             console.print(table)
+        for line in error_lines(state):  # each distinct error in full, once, with its trial ids
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
         if not state.finished:
             console.print(
                 f"sweep stopped before the end; continue with: xtuner sweep resume {events.sweep_dir}"
@@ -285,6 +287,8 @@ def sweep_status(name_or_path: str, storage: str | None = None, console: Console
     console.print(status_table(state))
     for table in results_tables(state):
         console.print(table)
+    for line in error_lines(state):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     from xtuner.sweep.export import sweep_state
 
     where = sweep_state(state, sweep_dir)

@@ -113,6 +113,9 @@ class Task:
     # languages whose train split this task can load (translate-train data, or native data like PAN-X's); an
     # intermediate stage's multilingual variant trains on them (xtuner.intermediate). Default: the source language
     train_languages: tuple[str, ...] = ()
+    # why `eval_split: validation` cannot work for this task (it has no dev set apart from English's selection set,
+    # or its dev set is its test set); empty: every language has a dev set of its own
+    no_dev_eval: str = ""
 
     def __post_init__(self) -> None:
         if self.source_lang not in self.languages:
@@ -133,6 +136,13 @@ class Task:
     def check_split(self, split: str) -> None:
         if split not in SPLITS and split not in self.dev_splits:
             raise unknown_name("split", split, (*SPLITS, *(s for s in self.dev_splits if s not in SPLITS)))
+
+    def check_eval_split(self, split: str) -> None:
+        """`eval_split` `split` is possible for this task: ``validation`` needs a dev set in every language."""
+        if split not in EVAL_SPLITS:
+            raise unknown_name("eval_split", split, EVAL_SPLITS)
+        if split == "validation" and self.no_dev_eval:
+            raise XtunerError(f"eval_split 'validation' is not possible for task {self.name!r}: {self.no_dev_eval}")
 
     def check_dev_split(self, split: str) -> None:
         """A split that model selection can read; the error lists the task's dev splits."""

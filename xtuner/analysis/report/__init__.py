@@ -19,7 +19,7 @@ from xtuner.analysis.report import bootstrap as bs
 from xtuner.analysis.report import plots as pl
 from xtuner.analysis.report import reference as refmod
 from xtuner.analysis.report import tables as tb
-from xtuner.analysis.report.runs import Selection, default_tracking_uri, load
+from xtuner.analysis.report.runs import Selection, base_task, default_tracking_uri, load
 from xtuner.analysis.report.select import Choice, choose
 
 ARTIFACT_DIR = "report"
@@ -119,7 +119,7 @@ def make_plots(choices: list[Choice], client: Any) -> dict[str, bytes]:
     for task in sorted({c.task for c in choices}):
         mine = [c for c in choices if c.task == task]
         try:
-            info = dict(get_task(task).language_info)
+            info = dict(get_task(base_task(task)).language_info)
         except XtunerError:
             info = {}
         histories = {}

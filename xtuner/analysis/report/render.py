@@ -24,6 +24,12 @@ def INTERMEDIATE_TABLES(task: str) -> tuple[str, str]:  # noqa: N802 - the inter
     return f"intermediate_{task}", f"intermediate_languages_{task}"
 
 
+def file_name(name: str) -> str:
+    """A table key or plot name as a file name: the ``[dev]`` of a task scored on the dev sets becomes ``_dev``
+    (``configs_xnli[dev]`` -> ``configs_xnli_dev``), so no file name holds brackets."""
+    return name.replace("[", "_").replace("]", "")
+
+
 def parse_formats(value: str | None) -> list[str]:
     if not value:
         return list(FORMATS)
@@ -73,7 +79,7 @@ def markdown(report: Report) -> str:
                 parts += [md_table(t), ""]
         for name in (f"heatmap_{task}.png", f"distance_{task}.png", f"dev_{task}.png", f"intermediate_{task}.png"):
             if name in report.plots:
-                parts += [f"![{name[:-4]}]({name})", ""]
+                parts += [f"![{name[:-4]}]({file_name(name)})", ""]
     parts += ["## Procedure", "", *[f"- {line}" for line in report.procedure()], ""]
     return "\n".join(parts)
 
@@ -122,13 +128,13 @@ def write(report: Report, out: Path, formats: list[str]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, png in sorted(report.plots.items()):
-        (out / name).write_bytes(png)
-        paths.append(out / name)
+        (out / file_name(name)).write_bytes(png)
+        paths.append(out / file_name(name))
     texts: dict[str, str] = {}
     if "md" in formats:
         texts["report.md"] = markdown(report)
     if "csv" in formats:
-        texts.update({f"{t.key}.csv": table_csv(t) for t in report.tables})
+        texts.update({file_name(f"{t.key}.csv"): table_csv(t) for t in report.tables})
     if "json" in formats:
         texts["report.json"] = to_json(report)
     if "html" in formats:
@@ -144,21 +150,23 @@ def write(report: Report, out: Path, formats: list[str]) -> list[Path]:
 def terminal(report: Report, console=None) -> None:
     """Table 1 (average over languages), the significance summaries and the run counts."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     if console is None:
         probe = Console()
         console = Console(width=min(100, probe.width) if probe.is_terminal else 100)
     t = next(t for t in report.tables if t.key == "table1")
-    rt = RichTable(title=t.title, title_justify="left")
+    # every text is escaped: rich reads "[dev]" (xnli[dev]) or "[tiny-xlmr]" (method [model]) as markup and drops it
+    rt = RichTable(title=escape(t.title), title_justify="left")
     for i, c in enumerate(t.columns):
-        rt.add_column(c, justify="left" if i == 0 else "right", overflow="fold")
+        rt.add_column(escape(c), justify="left" if i == 0 else "right", overflow="fold")
     for i, row in enumerate(t.rows):
         style = "italic dim" if i >= len(t.rows) - t.reference_rows else None
-        rt.add_row(*row, style=style)
+        rt.add_row(*map(escape, row), style=style)
     console.print(rt)
     import textwrap
 
     for line in [*t.notes, *report.summary_lines()]:
         console.print(textwrap.fill(line, width=console.width, subsequent_indent="  "), highlight=False,
-                      soft_wrap=True)  # fmt: skip
+                      soft_wrap=True, markup=False)  # fmt: skip

@@ -9,6 +9,9 @@ settings that make its configuration (its params without the seed and paths), it
 - **Main metric keys**: ``test/<lang>/main`` (and ``best/dev/en/main``) where the trial logged them, else the task's
   main metric by name (``test/<lang>/<metric>``, ``best/dev/en/<metric>``), so runs written before the uniform keys
   read the same.
+- **Evaluation split**: a run whose trial evaluated zero-shot on the dev sets (param ``eval_split: validation``, tag
+  ``xtuner.eval_split``) reports its task as ``<task>[dev]`` (`DEV_LABEL`): a task of its own in every table, plot
+  and average, never mixed with the test numbers of the same task or matched with published (test) numbers.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ FROM_STATE = {
 FROM_MLFLOW = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "done", "FAILED": "failed",
                "KILLED": "failed"}  # fmt: skip
 NOT_AGGREGATE = ("avg", "gap", "others")
+DEV_LABEL = "[dev]"  # appended to the task of runs scored on the dev sets (eval_split validation)
 # params that never make two runs different configurations (the seed is what a configuration averages over)
 NOT_CONFIG = {"seed", "trial_id", "weights_dir", "keep_weights", "output_dir", "cache_dir", "data_dir", "train_data",
               "validation_data", "test_data", "languages", "eval_batch_size", "representation_rows",
@@ -54,6 +58,7 @@ class Run:
     note: str = ""  # why it failed, where it was pruned
     dev_key: str = ""  # the en-dev metric whose history is the dev curve
     extra: dict[str, Any] = field(default_factory=dict)
+    eval_split: str = "test"  # what its test/... metrics were scored on; "validation" -> task is <task>[dev]
 
     @property
     def config(self) -> str:
@@ -101,6 +106,22 @@ def _derived(run: Run, which: str) -> float | None:
     return None if en is None else en - mean_others
 
 
+def task_label(task: str, eval_split: str) -> str:
+    """The task as the report shows it: ``<task>[dev]`` when its numbers were scored on the dev sets."""
+    return task if eval_split == "test" else f"{task}{DEV_LABEL}"
+
+
+def base_task(label: str) -> str:
+    """The registered task name of a report label (``xnli[dev]`` -> ``xnli``)."""
+    return label.removesuffix(DEV_LABEL)
+
+
+def eval_split_of(tags: dict[str, str], params: dict[str, str]) -> str:
+    """``test`` or ``validation``: the tag ``xtuner.eval_split`` the sweep writes, else the trial's param (runs
+    written before either are test runs)."""
+    return str(tags.get("xtuner.eval_split") or params.get("eval_split") or "test")
+
+
 def status_of(tags: dict[str, str], mlflow_status: str) -> str:
     if tags.get("xtuner.status") in STATUSES:
         return tags["xtuner.status"]
@@ -139,9 +160,11 @@ def to_run(r: Any) -> Run:
         note = f"pruned at epoch {tags['xtuner.pruned_at_epoch']}"
     main = main_metric_of(task, metrics, params)
     dev_key = "dev/en/main" if "dev/en/main" in metrics else f"dev/en/{main}"
-    return Run(r.info.run_id, tags.get("xtuner.sweep", ""), task, method, params.get("model", "?"),
-               int(seed) if seed not in (None, "") and str(seed).lstrip("-").isdigit() else None, status, main,
-               settings, metrics, tags.get("mlflow.parentRunId"), tags.get("xtuner.trial_id", ""), note, dev_key)  # fmt: skip
+    split = eval_split_of(tags, params)
+    return Run(r.info.run_id, tags.get("xtuner.sweep", ""), task_label(task, split), method,
+               params.get("model", "?"), int(seed) if seed not in (None, "") and str(seed).lstrip("-").isdigit() else None, status, main,
+               settings, metrics, tags.get("mlflow.parentRunId"), tags.get("xtuner.trial_id", ""), note, dev_key,
+               eval_split=split)  # fmt: skip
 
 
 @dataclass

@@ -103,6 +103,14 @@ XQUAD_NO_DEV = (
 )
 
 
+XQUAD_NO_DEV_EVAL = (
+    "XQuAD is a test set only (xquad/xquad.<l>.json, one file per language, answers stripped by XTREME's script); "
+    "no language but English has a dev set, and English's is SQuAD v1.1 dev, the selection set. Score on labelled "
+    "XQuAD test files instead: eval_split test with test_data: release:<folder with xquad.<l>.json> or test_data: hub "
+    "(see docs/data.md)"
+)
+
+
 def xquad_hub(split: str, lang: str, repo: str | None) -> HubPart:
     repo = _pick(repo, (XTREME, "google/xquad"), "xquad")
     if split == "train":
@@ -126,6 +134,14 @@ TYDIQA_NO_DEV = (
     "TyDiQA-GoldP has only train and dev sets, and XTREME tests on the dev sets: there is no validation set apart "
     "from the test set, so eval_split 'validation' is not possible for tydiqa (its English selection set is "
     "SQuAD v1.1 dev; see docs/data.md)"
+)
+
+
+TYDIQA_NO_DEV_EVAL = (
+    "TyDiQA-GoldP has a train and a dev set only, and XTREME tests on the dev set (tydiqa.goldp.<l>.dev.json, "
+    "answers stripped by XTREME's script): there is no dev set apart from the test set, and English selects on "
+    "SQuAD v1.1 dev. Score on the labelled GoldP dev instead: eval_split test with test_data: release:<folder with "
+    "tydiqa-goldp-v1.1-dev.json> or test_data: hub (see docs/data.md)"
 )
 
 

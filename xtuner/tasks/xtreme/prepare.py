@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from xtuner.errors import XtunerError, unknown_name
 from xtuner.tasks import get_task
-from xtuner.tasks.base import EVAL_SPLITS, LoadContext, Task
+from xtuner.tasks.base import LoadContext, Task
 
 Prepared = tuple[Task, str, str, int]  # (task, split, lang, rows)
 
@@ -36,8 +36,7 @@ def needed_splits(
     task: Task, languages: Iterable[str] | None = None, eval_split: str = "test", dev_split: str = "validation"
 ) -> list[tuple[str, str]]:
     """(split, lang) pairs a zero-shot trial of `task` reads, in a deterministic order, without repeats."""
-    if eval_split not in EVAL_SPLITS:
-        raise unknown_name("eval_split", eval_split, EVAL_SPLITS)
+    task.check_eval_split(eval_split)
     task.check_dev_split(dev_split)
     langs = sorted(set(languages)) if languages is not None else list(task.languages)
     for lang in langs:

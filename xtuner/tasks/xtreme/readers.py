@@ -41,7 +41,8 @@ UNLABELED_HINT = (
     "release:<folder> (the original release: XNLI-1.0/xnli.test.tsv, PAWS-X x-final/<lang>/test_2k.tsv, "
     "tydiqa-goldp-v1.1-dev.json, XQuAD xquad.<lang>.json, MLQA_V1/), or test_data: <folder> with labelled files in "
     "this layout; or evaluate zero-shot on the dev sets with eval_split: validation (the English score is then "
-    "the selection set itself). See docs/data.md"
+    "the selection set itself; not for xquad, tydiqa or tatoeba, which have no dev sets besides English's). See "
+    "docs/data.md"
 )
 
 

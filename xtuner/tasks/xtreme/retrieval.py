@@ -90,19 +90,24 @@ class RetrievalLoader:
 
 
 def _task(name: str, family: str, languages: list[str], splits: tuple[str, ...], metric, main: str,
-          description: str) -> Task:  # fmt: skip
+          description: str, no_dev_eval: str = "") -> Task:  # fmt: skip
     loader = RetrievalLoader(name, splits)
     return register_task(
         Task(name=name, head=HeadType.RETRIEVAL, languages=tuple(languages), features=RETRIEVAL_FEATURES,
              loader=loader, metric=metric, main_metric=main, inputs=("sentence",), label_column="gold",
-             family=family, description=description, data_key=loader.data_key)  # fmt: skip
+             family=family, description=description, data_key=loader.data_key, no_dev_eval=no_dev_eval)  # fmt: skip
     )
 
 
+TATOEBA_NO_DEV_EVAL = (
+    "Tatoeba has one set per language, its test set (LASER's tatoeba.<l3>-eng files); there is no dev set: use "
+    "eval_split test (see docs/data.md)"
+)
 TATOEBA = _task(
     "tatoeba", "tatoeba", TATOEBA_LANGS, ("test",), retrieval_accuracy, "accuracy",
     "Tatoeba: sentence retrieval, each English sentence finds its translation among ~1,000 (XTREME's 36 "
     "languages); nearest-neighbour accuracy on mean-pooled middle-layer states, no training.",
+    TATOEBA_NO_DEV_EVAL,
 )  # fmt: skip
 BUCC2018 = _task(
     "bucc2018", "bucc", BUCC_LANGS, ("validation", "test"), bucc_f1, "f1",

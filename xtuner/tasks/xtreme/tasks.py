@@ -7,7 +7,7 @@ and normalises to the task schema. See ``xtuner.tasks.xtreme`` for how a user pi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,8 @@ class XtremeLoader:
         root = Path(ctx.data_dir)
         if source == "xtreme":
             part = self.files(split, lang, root)
+            if not part.hint:  # a missing file names the ways to read this split from elsewhere
+                part = replace(part, hint=self.missing_hint(split))
             if part.reader == "translated_pairs":  # XTREME's translations: the task's columns and labels
                 return part, part.reader, dict(self.reader_kwargs)
             if part.reader:  # a file in another format (GLUE's MNLI dev set for xnli, translated SQuAD)
@@ -100,6 +102,23 @@ class XtremeLoader:
         rp = release(split, lang, root)
         kwargs = dict(rp.kwargs) if rp.reader == "squad" else {**rp.kwargs, "labels": self.labels}
         return rp.part, rp.reader, kwargs
+
+    def missing_hint(self, split: str) -> str:
+        """What to do when an XTREME folder lacks a test or dev file: read that split from another source
+        (`<split>_data`), or, for test, evaluate on the dev sets where the task has them."""
+        if split not in ("test", "validation"):
+            return ""
+        from xtuner.tasks import get_task
+
+        key = f"{split}_data"
+        text = (f"this split can come from another source, set per task in the spec (tasks.{self.task}.trial.{key}) "
+                f"or with xtuner trial --{key.replace('_', '-')}: {key}: hub, {key}: release:<folder> (the original "
+                f"release's labelled files), or {key}: <folder> with the file in this layout")  # fmt: skip
+        if split == "test":
+            why_not = get_task(self.task).no_dev_eval
+            text += ("; eval_split: validation is not possible for this task (no dev set besides English's)"
+                     if why_not else "; or evaluate zero-shot on the dev sets with eval_split: validation")  # fmt: skip
+        return text + " (docs/data.md)"
 
     def data_key(self, split: str, lang: str, ctx: LoadContext) -> str | None:
         """Names this split's raw data exactly: the source, the readers' version and the real paths and contents
@@ -170,6 +189,7 @@ def _task(
     description: str,
     dev_splits: tuple[str, ...] = ("validation",),
     train_languages: tuple[str, ...] = (),
+    no_dev_eval: str = "",
 ) -> Task:
     loader = XtremeLoader(
         name, family, features, labels, hub, files, reader, tuple(reader_kwargs.items()), markers
@@ -192,6 +212,7 @@ def _task(
             data_key=loader.data_key,
             dev_splits=dev_splits,
             train_languages=train_languages,
+            no_dev_eval=no_dev_eval,
         )
     )
 
@@ -232,6 +253,7 @@ XQUAD = _task(
     layout.xquad_hub, layout.xquad_files, "squad", {}, ("xquad", "squad"),
     "XQuAD: extractive QA, trained on SQuAD v1.1, tested on the 11 XQuAD languages (SQuAD v1.1 metric).",
     train_languages=tuple(XQUAD_LANGS),  # non-English: XTREME's translated SQuAD in an XTREME download folder
+    no_dev_eval=layout.XQUAD_NO_DEV_EVAL,
 )  # fmt: skip
 MLQA = _task(
     "mlqa", "qa", _QA, MLQA_LANGS, QA_FEATURES, (), mlqa, "f1", ("question", "context"), None,
@@ -245,4 +267,5 @@ TYDIQA = _task(
     "TyDiQA-GoldP: extractive QA, trained on the English GoldP train set, selected on SQuAD v1.1 dev, tested on "
     "the GoldP dev sets.",
     train_languages=tuple(TYDIQA_LANGS),
+    no_dev_eval=layout.TYDIQA_NO_DEV_EVAL,
 )  # fmt: skip
