@@ -154,6 +154,19 @@ def test_malformed_tsv_line_names_file_and_line(tmp_path: Path) -> None:
     assert not list((tmp_path / "c").rglob("*.arrow"))  # no partial dataset left in the cache
 
 
+def test_a_bare_quote_that_would_merge_lines_is_an_error(tmp_path: Path) -> None:
+    """A file written without csv quoting whose sentence starts with a quote: csv would read lines 2-3 as one
+    example of 3 fields (the quote closes mid-line 3), silently; it names the lines instead."""
+    root = _copy(tmp_path, "pawsx")
+    path = root / "pawsx" / "train-en.tsv"
+    path.write_text('First one.\tFirst two.\t1\n"Quoted start.\tSecond two.\t0\nThird" one.\tThird two.\t1\n')
+    with pytest.raises(XtunerError, match=rf"{re.escape(str(path))}:2: a field opens with a quote .* line 3"):
+        list(get_task("pawsx").load("train", "en", LoadContext(data_dir=root, cache_dir=tmp_path / "c")))
+    path.write_text('First one.\tFirst two.\t1\n"Quoted ""start""."\tSecond two.\t0\nThird one.\tThird two.\t1\n')
+    rows = get_task("pawsx").load("train", "en", LoadContext(data_dir=root, cache_dir=tmp_path / "c2"))
+    assert [r["sentence1"] for r in rows] == ["First one.", 'Quoted "start".', "Third one."]  # csv-quoted: fine
+
+
 def test_malformed_and_mislabelled_tag_lines_name_file_and_line(tmp_path: Path) -> None:
     root = tmp_path / "dl"
     (root / "udpos").mkdir(parents=True)

@@ -5,7 +5,10 @@ caches the result as Arrow). Formats, as ``utils_preprocess.py`` writes them:
 
 - pairs (xnli, pawsx): ``csv.writer(delimiter="\\t")`` rows ``s1, s2, label`` -- minimal csv quoting (fields
   holding a tab, quote or newline are quoted, quotes doubled), ``\\r\\n`` line ends. We decode the quoting, so
-  text round-trips exactly (XTREME's own reader used ``quotechar=None`` and kept the quote characters).
+  text round-trips exactly (XTREME's own reader used ``quotechar=None`` and kept the quote characters). A row that
+  spans several lines is an error: XTREME's text never holds a newline, so it is a file written without csv quoting
+  whose field starts with a bare quote character, which would otherwise merge the lines up to the next quote into
+  one example without a word.
   Test files are written without the label column.
 - tags (udpos, panx): one ``word\\ttag`` line per token, a blank line between sentences; test files hold words only.
 - squad (SQuAD v1.1, XQuAD, MLQA, TyDiQA-GoldP): SQuAD JSON. XTREME strips the answers of test files
@@ -87,8 +90,17 @@ def read_pairs(
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quotechar='"')
         try:
+            start = 1
             for row in reader:
                 where = f"{path}:{reader.line_num}"
+                if reader.line_num > start:  # XTREME writes every example on one line (its text has no newline)
+                    raise XtunerError(
+                        f"{path}:{start}: a field opens with a quote character that closes only on line "
+                        f"{reader.line_num}, which would merge {reader.line_num - start + 1} lines into one example: "
+                        "the file is not csv-quoted as XTREME writes it (csv.writer, tab-separated: a field holding "
+                        'a quote is quoted, its quotes doubled). Re-save it so, or quote that field'
+                    )
+                start = reader.line_num + 1
                 if not row:
                     continue  # a blank line
                 if len(row) == 2:
