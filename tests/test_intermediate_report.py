@@ -72,6 +72,14 @@ def test_variants_against_none_split_by_seen_languages() -> None:
 def test_no_intermediate_runs_no_section() -> None:
     plain = Run("r", "s", "synth-pawsx", "finetune", "tiny", 1, "done", "accuracy", {"lr": "1"}, {})
     assert intermediate_section([plain], store=None) == ([], [], {})
+    # every trial logs intermediate_variant none: a sweep without a stage 1 has no section either
+    nones = [run("none", seed, "1e-4", 60, scores(50)) for seed in (1, 2, 3)]
+    assert intermediate_section(nones, store=None) == ([], [], {})
+    other = [run("en", seed, "1e-4", 61, scores(52)) for seed in (1, 2, 3)]
+    for r in other:
+        r.task = "synth-xnli"
+    tables, _, _ = intermediate_section(nones + other, store=None)  # only the task that has a stage 1
+    assert tables and {rec["task"] for t in tables for rec in t.records} == {"synth-xnli"}
 
 
 def test_noisy_multi_is_its_own_row() -> None:

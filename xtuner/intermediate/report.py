@@ -111,8 +111,12 @@ def _delta_cell(values: list[float]) -> str:
 
 def intermediate_section(runs: list[Run], store: bs.PredictionStore | None, resamples: int = bs.RESAMPLES,
                          seed: int = bs.SEED) -> tuple[list[Table], list[str], dict[str, bytes]]:  # fmt: skip
-    """(tables, summary lines, plots) of the section; empty when no run has an intermediate variant."""
+    """(tables, summary lines, plots) of the section, for the tasks that have a run with an intermediate stage (a
+    variant other than none); empty when none has (every trial logs ``intermediate_variant: none`` by default, and a
+    section comparing none with itself would only repeat Table 1)."""
     runs = intermediate_runs(runs)
+    staged = {r.task for r in runs if variant_of(r) != "none"}
+    runs = [r for r in runs if r.task in staged]
     if not runs:
         return [], [], {}
     best = best_by_variant(runs)
