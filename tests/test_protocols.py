@@ -220,34 +220,51 @@ def test_the_estimate_counts_dev_evaluations_of_interval_and_dev_split() -> None
 
 def test_mlflow_params_name_the_protocol_and_every_resolved_setting(mlflow_server: str, tmp_path: Path) -> None:
     """The params the driver logs for a trial (SweepPlan.to_flat, through the real MlflowWriter to a real server):
-    the arm as the xtuner.method tag, the registered method, the protocol, its version and every preset value."""
-    raw = _spec(methods={"finetune-mpt": {"method": "finetune", "protocol": "mpt", "lr": 2e-5},
-                         "finetune-xtreme": {"method": "finetune", "protocol": "xtreme", "epochs": 1}},
+    the arm as the xtuner.method tag, the registered method, the protocol, its version, every preset value, and
+    every other setting the trial resolves to (TrialConfig's and the method's own, defaults included)."""
+    from xtuner.methods import validate_settings
+    from xtuner.sweep.run_meta import as_written
+
+    raw = _spec(tasks=["xnli", "xquad"],
+                methods={"finetune-mpt": {"method": "finetune", "protocol": "mpt", "lr": 2e-5},
+                         "finetune-xtreme": {"method": "finetune", "protocol": "xtreme", "epochs": 1},
+                         "deep_prompt": {"protocol": "mpt"}},
                 tracking={"uri": mlflow_server, "experiment": "protocol-params"})  # fmt: skip
     spec = load_spec(raw)
     plan = build_plan(spec)
     state = SweepState("arms", spec=spec.model_dump(mode="json"), tracking_uri=mlflow_server)
-    from xtuner.sweep.run_meta import as_written
-
     writer = MlflowWriter(mlflow_server, "protocol-params")
     writer.open_parent(state, state.spec, str(tmp_path))
     client = MlflowClient(mlflow_server)
+    seen = set()
     for i, (key, params) in enumerate(plan.grid):
         g = plan.groups[key]
         rec = TrialRecord(f"t{i}", key, g.task, g.method, g.model, g.seed, g.main_metric,
                           plan.to_flat({"point": {"group": key, "params": params}}), g.searched)  # fmt: skip
         writer.open_child(state, rec)
         run = client.get_run(rec.run_id)
-        logged, protocol = run.data.params, rec.params["protocol"]
-        preset = get_protocol(protocol).settings("xnli", "finetune")
-        assert run.data.tags["xtuner.method"] == g.method and logged["method"] == "finetune"
+        logged, protocol, method = run.data.params, rec.params["protocol"], rec.params["method"]
+        preset = get_protocol(protocol).settings(g.task, method)
+        assert run.data.tags["xtuner.method"] == g.method and method == ("deep_prompt" if g.method == "deep_prompt"
+                                                                           else "finetune") == logged["method"]
         assert logged["protocol"] == protocol and logged["protocol_version"] == str(get_protocol(protocol).version)
         for k, s in preset.items():  # every resolved setting is a param, with the preset's value unless overridden
             value = rec.params[k]
             assert logged[k] == str(as_written(value)), k  # integral floats as ints: epochs 2, not 2.0
             if k not in rec.params["protocol_overrides"] and s.value is not REQUIRED:
                 assert value == s.value, k
-        overrides = {"finetune-mpt": '[]', "finetune-xtreme": '["epochs"]'}[g.method]
+        cfg = TrialConfig.from_flat(rec.params)  # and every other setting, at its default where nothing set it
+        resolved = {**cfg.model_dump(exclude={"method_settings"}),
+                    **validate_settings(method, cfg.method_settings).model_dump()}  # fmt: skip
+        missing = sorted(k for k, v in resolved.items() if v is not None and k not in logged)
+        assert not missing, (g.method, missing)
+        overrides = {"finetune-mpt": '[]', "finetune-xtreme": '["epochs"]', "deep_prompt": '[]'}[g.method]
         assert logged["protocol_overrides"] == overrides
-    mpt = next(r for r in client.search_runs([state.experiment_id]) if r.data.params.get("protocol") == "mpt")
-    assert (mpt.data.params["selection"], mpt.data.params["dev_split"]) == ("last", "mnli_matched")
+        seen.add((g.task, g.method))
+        if (g.task, g.method) == ("xnli", "finetune-mpt"):
+            assert (logged["selection"], logged["dev_split"], logged["lr_schedule"]) == ("last", "mnli_matched", "linear")
+        if (g.task, g.method) == ("xquad", "deep_prompt"):  # SQuAD prompt tuning: the exponential schedule, dropout
+            assert (logged["lr_schedule"], logged["lr_gamma"], logged["selection"]) == ("exponential", "0.95", "metric")
+            assert (logged["psl"], logged["prefix_dropout"], logged["backbone_dropout"]) == ("16", "0.2", "0.2")
+            assert (logged["shift_positions"], logged["max_seq_length"], logged["doc_stride"]) == ("True", "384", "128")
+    assert len(seen) == 6

@@ -124,8 +124,8 @@ def test_each_selection_rule_on_a_made_up_history() -> None:
 @pytest.mark.parametrize(
     "selection,save,chosen,saved",
     [
-        ("metric", "eval", 1, [1, 2, 3]),  # accuracy 80 / 50 / 60: the first epoch's model
-        ("loss", "eval", 2, [1, 2, 3]),  # loss 0.9 / 0.4 / 0.7: the second
+        ("metric", "eval", 1, [1, 2, 3]),  # accuracy 80 / 60 / 50: the first epoch's model
+        ("loss", "eval", 2, [1, 2, 3]),  # loss 0.9 / 0.4 / 0.7: the second (not the lowest accuracy, the third)
         ("last", "eval", 3, [1, 2, 3]),
         ("metric", "best", 1, [1]),  # a checkpoint only at a new best (XTREME's --save_only_best_checkpoint)
     ],
@@ -135,7 +135,7 @@ def test_a_real_trainer_ends_with_the_checkpoint_its_rule_picks(
 ) -> None:
     """The en-dev scores are made up (the dev metrics and, for "loss", the dev loss of Trainer's own loop); the
     training, checkpointing and the reload at the end are the real Trainer's."""
-    accuracy, loss = iter([80.0, 50.0, 60.0]), iter([0.9, 0.4, 0.7])
+    accuracy, loss = iter([80.0, 60.0, 50.0]), iter([0.9, 0.4, 0.7])
     monkeypatch.setattr(trial_run, "score", lambda setup, model, split: {"accuracy": next(accuracy)})
     monkeypatch.setattr(Trainer, "evaluation_loop",
                         lambda self, *a, **k: SimpleNamespace(metrics={"eval_loss": next(loss)}))  # fmt: skip
