@@ -75,7 +75,8 @@ def check_point(spec: SweepSpec, group: Group, flat: dict[str, Any]) -> None:
         raise spec.error(group.origin.get("dev_split", group.origin.get("protocol", ["tasks", group.task])),
                          str(e)) from None  # fmt: skip
     try:  # xquad, tydiqa, tatoeba: no dev set apart from English's selection set (Task.no_dev_eval)
-        get_task(group.task).check_eval_split(str(flat.get("eval_split", "test")))
+        langs = flat.get("languages")
+        get_task(group.task).check_eval_split(str(flat.get("eval_split", "test")), list(langs) if langs else None)
     except XtunerError as e:
         raise spec.error(group.origin.get("eval_split", ["tasks", group.task]), str(e)) from None
     method = group.base or group.method

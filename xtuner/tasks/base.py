@@ -137,11 +137,14 @@ class Task:
         if split not in SPLITS and split not in self.dev_splits:
             raise unknown_name("split", split, (*SPLITS, *(s for s in self.dev_splits if s not in SPLITS)))
 
-    def check_eval_split(self, split: str) -> None:
-        """`eval_split` `split` is possible for this task: ``validation`` needs a dev set in every language."""
+    def check_eval_split(self, split: str, languages: Sequence[str] | None = None) -> None:
+        """`eval_split` `split` is possible for this task and its evaluated `languages` (None: all of them):
+        ``validation`` needs a dev set in every language but the source language, whose dev set is the selection
+        set (an intermediate stage 1 evaluates only that one)."""
         if split not in EVAL_SPLITS:
             raise unknown_name("eval_split", split, EVAL_SPLITS)
-        if split == "validation" and self.no_dev_eval:
+        only_source = languages is not None and all(lang == self.source_lang for lang in languages)
+        if split == "validation" and self.no_dev_eval and not only_source:
             raise XtunerError(f"eval_split 'validation' is not possible for task {self.name!r}: {self.no_dev_eval}")
 
     def check_dev_split(self, split: str) -> None:

@@ -141,8 +141,8 @@ def setup_trial(config: dict[str, Any] | TrialConfig) -> Setup:
     task = get_task(cfg.task)
     settings = validate_settings(cfg.method, cfg.method_settings)
     task.check_dev_split(cfg.dev_split)
-    task.check_eval_split(cfg.eval_split)  # before any model or data is loaded
     languages = sorted(cfg.languages) if cfg.languages else list(task.languages)
+    task.check_eval_split(cfg.eval_split, languages)  # before any model or data is loaded
     for lang in languages:
         task.check_language(lang)
     model_path = resolve_model(cfg.model)

@@ -36,9 +36,9 @@ def needed_splits(
     task: Task, languages: Iterable[str] | None = None, eval_split: str = "test", dev_split: str = "validation"
 ) -> list[tuple[str, str]]:
     """(split, lang) pairs a zero-shot trial of `task` reads, in a deterministic order, without repeats."""
-    task.check_eval_split(eval_split)
     task.check_dev_split(dev_split)
     langs = sorted(set(languages)) if languages is not None else list(task.languages)
+    task.check_eval_split(eval_split, langs)
     for lang in langs:
         task.check_language(lang)
     src = task.source_lang
