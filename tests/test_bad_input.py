@@ -9,7 +9,9 @@ before a sweep starts (dry run, pre-flight, trial setup) or reads only the state
 - state files: ``[]``, ``{}``, an extra key, an unknown trial state, a mistyped value, bytes that are not UTF-8
   (for `status` and for `sync`, which must not blame MLflow);
 - model folders: no tokenizer files, a tokenizer larger or much smaller than the embeddings, a truncated
-  tokenizer.json, a truncated or garbage safetensors file, a config whose sizes do not match the weights.
+  tokenizer.json, a truncated or garbage safetensors file, a config whose sizes do not match the weights;
+- URIs: a ``file://user:password@localhost/abs`` storage for status/list/sync; `report` and `analyze` against a
+  tracking server that does not answer (fast, one line, password masked).
 """
 
 from __future__ import annotations
@@ -270,3 +272,47 @@ def test_a_stub_tokenizer_much_smaller_than_the_embeddings(tmp_path: Path) -> No
     with pytest.raises(XtunerError, match="5 tokens for 2,000 embeddings"):
         check_vocab(5, 2000, "m")
     check_vocab(32100, 32128, "t5-like")  # padded embedding matrices are fine
+
+
+def test_a_file_uri_with_a_password_finds_the_sweep_and_is_masked(capsys, tmp_path: Path) -> None:
+    """`--storage file://user:password@localhost/abs` names /abs for `status`, `list` and `sync` as it does for `run`
+    (it was taken for the relative folder ``user:password@localhost/abs``); where nothing is found the error masks
+    the password (it printed it: the message quotes the URI without its scheme)."""
+    folder = tmp_path / "results" / "s"
+    folder.mkdir(parents=True)
+    state = {"name": "s", "spec": {}, "tracking_uri": "sqlite:///x.db", "trials": {}}
+    (folder / "xtuner_sweep.json").write_text(json.dumps(state))
+    storage = f"file://carol:St0ragePassw0rd@localhost{tmp_path / 'results'}"
+    rc, out, err = cli(capsys, "sweep", "list", "--storage", storage)
+    assert rc == 0 and "St0ragePassw0rd" not in out + err and "No sweeps" not in out, out + err
+    rc, out, err = cli(capsys, "sweep", "status", "s", "--storage", storage, "--json")
+    assert rc == 0, err
+    assert json.loads(out)["sweep"] == "s" and "St0ragePassw0rd" not in out + err
+    for command in ("status", "sync"):
+        rc, out, err = cli(capsys, "sweep", command, "nosuch", "--storage", storage)
+        one_error(rc, err, "no sweep 'nosuch' found")
+        assert "St0ragePassw0rd" not in out + err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "plant"],
+        ["analyze", "representations", "0123456789abcdef0123456789abcdef", "--task", "synth-xnli"],
+        ["analyze", "retrieval", "plant", "--task", "synth-tatoeba"],
+    ],
+    ids=["report", "analyze-representations", "analyze-retrieval"],
+)
+def test_commands_reading_mlflow_fail_fast_on_a_dead_server(capsys, argv: list[str]) -> None:
+    """`report` and `analyze` against a tracking server that does not answer: one error line within seconds, the
+    password masked (MLflow's client retried for minutes before: 7 retries with backoff)."""
+    import time
+
+    from conftest import free_port
+
+    uri = f"http://alice:Rep0rtPassw0rd@127.0.0.1:{free_port()}"
+    t0 = time.time()
+    rc, out, err = cli(capsys, *argv, "--tracking-uri", uri)
+    one_error(rc, err, "does not answer", "alice:***@127.0.0.1")
+    assert "Rep0rtPassw0rd" not in out + err
+    assert time.time() - t0 < 30

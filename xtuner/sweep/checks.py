@@ -38,6 +38,13 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
         check_writable_dir(path, what=f"tracking URI {uri!r}")
 
 
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """For commands that only read MLflow (`report`, `analyze`): an ``http(s)://`` server must answer within
+    `timeout` (MLflow's own client retries a dead server for minutes before it fails); other URIs are left to MLflow."""
+    if urlparse(uri).scheme in ("http", "https"):
+        _check_http(uri.rstrip("/"), timeout)
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URI (None for in-memory)."""
     rest = uri[len("sqlite://") :]

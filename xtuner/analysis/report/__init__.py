@@ -140,7 +140,10 @@ def report(sweeps: list[str], *, experiment: str | None = None, tracking_uri: st
     from mlflow.tracking import MlflowClient
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from xtuner.sweep.checks import check_server
+
     uri = default_tracking_uri(tracking_uri)
+    check_server(uri)  # a dead server is one error line now, not minutes of MLflow's retries
     client = MlflowClient(tracking_uri=uri)
     return build(load(client, list(sweeps), experiment, uri), client, **kw)
 

@@ -116,6 +116,9 @@ def resolve(sources: list[str], tracking_uri: str | None = None, task: str | Non
         if client is None:
             from mlflow.tracking import MlflowClient
 
+            from xtuner.sweep.checks import check_server
+
+            check_server(default_tracking_uri(tracking_uri))  # one error line, not minutes of MLflow's retries
             client = MlflowClient(tracking_uri=default_tracking_uri(tracking_uri))
         found, skipped = _mlflow_refs(client, source, default_tracking_uri(tracking_uri), task)
         refs += found
