@@ -11,7 +11,7 @@ before a sweep starts (dry run, pre-flight, trial setup) or reads only the state
 - model folders: no tokenizer files, a tokenizer larger or much smaller than the embeddings, a truncated
   tokenizer.json, a truncated or garbage safetensors file, a config whose sizes do not match the weights;
 - URIs: a ``file://user:password@localhost/abs`` storage for status/list/sync; `report` and `analyze` against a
-  tracking server that does not answer (fast, one line, password masked).
+  tracking server that does not answer (fast, one line, password masked); their `--out` naming a file.
 """
 
 from __future__ import annotations
@@ -316,3 +316,23 @@ def test_commands_reading_mlflow_fail_fast_on_a_dead_server(capsys, argv: list[s
     one_error(rc, err, "does not answer", "alice:***@127.0.0.1")
     assert "Rep0rtPassw0rd" not in out + err
     assert time.time() - t0 < 30
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "plant", "--tracking-uri", "sqlite:///{tmp}/m.db"],
+        ["analyze", "representations", "--model", "builtin:tiny-xlmr", "--task", "synth-xnli", "--no-mlflow"],
+        ["analyze", "retrieval", "--model", "builtin:tiny-xlmr", "--task", "synth-tatoeba", "--no-mlflow"],
+    ],
+    ids=["report", "analyze-representations", "analyze-retrieval"],
+)
+def test_an_out_folder_that_is_a_file_is_refused_before_the_work(capsys, tmp_path: Path, argv: list[str]) -> None:
+    """`--out` naming a file: one error line naming it, before MLflow is read or a model is loaded (the analysis
+    ended in a FileExistsError traceback after encoding every language)."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    rc, _, err = cli(capsys, *argv, "--out", str(blocker))
+    one_error(rc, err, "--out", str(blocker), "is a file, not a folder")
+    assert blocker.read_text() == "x"

@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+from xtuner.cli.common import output_folder
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("sources", nargs="*", metavar="SOURCE",
@@ -65,12 +67,14 @@ def _log_back(args: argparse.Namespace, log, where: str) -> None:
 
 
 def representations(args: argparse.Namespace) -> int:
+    if args.out:
+        output_folder(args.out)  # before the analysis, which may take minutes
     options = _common_options(args)
     from xtuner.analysis.representations import outputs
     from xtuner.analysis.representations.run import analyse
 
     a = analyse(args.sources, task=args.task, rows=args.rows, seed=args.seed, plot_lang=args.plot_lang, **options)
-    out = args.out or Path("analysis-out") / f"representations-{a.task}"
+    out = output_folder(args.out or Path("analysis-out") / f"representations-{a.task}")
     paths = outputs.write(out, outputs.files(a, plot_lang=args.plot_lang, projection_kind=args.projection))
     print(outputs.summary_md(a))
     for note in a.notes:
@@ -82,12 +86,13 @@ def representations(args: argparse.Namespace) -> int:
 
 
 def retrieval(args: argparse.Namespace) -> int:
+    if args.out:
+        output_folder(args.out)
     options = _common_options(args)
     from xtuner.analysis.representations.retrieval import analyse_retrieval, log_to_mlflow, table_csv
 
     a = analyse_retrieval(args.sources, task=args.task, layer=args.layer, split=args.split, **options)
-    out = args.out or Path("analysis-out") / f"retrieval-{a.task}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out or Path("analysis-out") / f"retrieval-{a.task}")
     (out / "table.csv").write_text(table_csv(a))
     _print_retrieval(a)
     print(f"wrote table.csv to {out}")
