@@ -11,7 +11,8 @@ before a sweep starts (dry run, pre-flight, trial setup) or reads only the state
 - model folders: no tokenizer files, a tokenizer larger or much smaller than the embeddings, a truncated
   tokenizer.json, a truncated or garbage safetensors file, a config whose sizes do not match the weights;
 - URIs: a ``file://user:password@localhost/abs`` storage for status/list/sync; `report` and `analyze` against a
-  tracking server that does not answer (fast, one line, password masked); their `--out` naming a file.
+  tracking server that does not answer (fast, one line, password masked), or a tracking URI MLflow refuses;
+  their `--out` naming a file; `analyze --batch-size 0`.
 """
 
 from __future__ import annotations
@@ -336,3 +337,29 @@ def test_an_out_folder_that_is_a_file_is_refused_before_the_work(capsys, tmp_pat
     rc, _, err = cli(capsys, *argv, "--out", str(blocker))
     one_error(rc, err, "--out", str(blocker), "is a file, not a folder")
     assert blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("uri", "needle"),
+    [("{tmp}/afile", "filesystem tracking backend"), ("mysql://u:MyPassw0rdDb@127.0.0.1:9/db", "'MySQLdb'")],
+    ids=["plain-file", "mysql-without-driver"],
+)
+@pytest.mark.parametrize("command", ["report", "analyze"])
+def test_a_tracking_uri_mlflow_refuses_is_one_error_line(capsys, tmp_path: Path, uri: str, needle: str,
+                                                         command: str) -> None:  # fmt: skip
+    """A tracking URI MLflow cannot read (a plain path: its retired file store; ``mysql://`` without the driver):
+    one error line naming the URI (password masked) and MLflow's reason, not MLflow's traceback."""
+    (tmp_path / "afile").write_text("x")
+    uri = uri.replace("{tmp}", str(tmp_path))
+    argv = ["report", "plant"] if command == "report" else ["analyze", "representations", "plant", "--task",
+                                                            "synth-xnli"]  # fmt: skip
+    rc, out, err = cli(capsys, *argv, "--tracking-uri", uri)
+    one_error(rc, err, "tracking URI", needle)
+    assert "MyPassw0rdDb" not in out + err
+
+
+def test_analyze_batch_size_must_be_positive(capsys) -> None:
+    for command, task in (("representations", "synth-xnli"), ("retrieval", "synth-tatoeba")):
+        rc, _, err = cli(capsys, "analyze", command, "--model", "builtin:tiny-xlmr", "--task", task, "--batch-size", "0",
+                         "--no-mlflow")  # fmt: skip
+        one_error(rc, err, "--batch-size must be at least 1, got 0")

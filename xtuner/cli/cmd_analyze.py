@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from xtuner.cli.common import output_folder
+from xtuner.errors import XtunerError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -51,6 +52,8 @@ def _common_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of both analyses that `_common`'s options give (libraries quietened first)."""
     from xtuner.trial.run import quiet_libraries
 
+    if args.batch_size < 1:
+        raise XtunerError(f"--batch-size must be at least 1, got {args.batch_size}")
     quiet_libraries()
     return {"languages": _languages(args.languages), "data_dir": args.data_dir, "tracking_uri": args.tracking_uri,
             "model": args.model, "batch_size": args.batch_size}  # fmt: skip
