@@ -168,6 +168,13 @@ def test_cache_dir_naming_a_file(capsys, tmp_path: Path, tiny_model: str) -> Non
     one_error(rc, err, "trial.cache_dir", "is a file, not a folder")
     rc, _, err = cli(capsys, "trial", "--task", "synth-xnli", "--model", tiny_model, "--set", f"cache_dir={blocker}")
     one_error(rc, err, "cache_dir", "is a file, not a folder")
+    # a folder under that file cannot be created (it was a NotADirectoryError traceback at the first cache write)
+    under = blocker / "sub"
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, spec(tiny_model, **{"trial.cache_dir": str(under)})),
+                     "--dry-run")  # fmt: skip
+    one_error(rc, err, "trial.cache_dir", "cannot be created", f"{str(blocker)!r} is a file")
+    rc, _, err = cli(capsys, "trial", "--task", "synth-xnli", "--model", tiny_model, "--set", f"cache_dir={under}")
+    one_error(rc, err, "cache_dir", "cannot be created", f"{str(blocker)!r} is a file")
 
 
 def test_a_password_in_an_unreachable_tracking_uri_is_not_printed(capsys, tmp_path: Path, tiny_model: str) -> None:
