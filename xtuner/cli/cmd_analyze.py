@@ -71,7 +71,7 @@ def _log_back(args: argparse.Namespace, log, where: str) -> None:
 
 def representations(args: argparse.Namespace) -> int:
     if args.out:
-        output_folder(args.out)  # before the analysis, which may take minutes
+        output_folder(args.out, create=False)  # before the analysis, which may take minutes
     options = _common_options(args)
     from xtuner.analysis.representations import outputs
     from xtuner.analysis.representations.run import analyse
@@ -90,7 +90,7 @@ def representations(args: argparse.Namespace) -> int:
 
 def retrieval(args: argparse.Namespace) -> int:
     if args.out:
-        output_folder(args.out)
+        output_folder(args.out, create=False)
     options = _common_options(args)
     from xtuner.analysis.representations.retrieval import analyse_retrieval, log_to_mlflow, table_csv
 

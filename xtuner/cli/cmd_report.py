@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.format)
     if args.out:
-        output_folder(args.out)  # before reading MLflow and the bootstrap
+        output_folder(args.out, create=False)  # before reading MLflow and the bootstrap
     rep = report(args.sweeps, experiment=args.experiment, tracking_uri=args.tracking_uri, resamples=args.resamples,
                  seed=args.seed, reference=args.reference)  # fmt: skip
     out = output_folder(
