@@ -9,7 +9,10 @@ before a sweep starts (dry run, pre-flight, trial setup) or reads only the state
 - state files: ``[]``, ``{}``, an extra key, an unknown trial state, a mistyped value, bytes that are not UTF-8
   (for `status` and for `sync`, which must not blame MLflow);
 - model folders: no tokenizer files, a tokenizer larger or much smaller than the embeddings, a truncated
-  tokenizer.json, a truncated or garbage safetensors file, a config whose sizes do not match the weights.
+  tokenizer.json, a truncated or garbage safetensors file, a config whose sizes do not match the weights;
+- URIs: a ``file://user:password@localhost/abs`` storage for status/list/sync; `report` and `analyze` against a
+  tracking server that does not answer (fast, one line, password masked), or a tracking URI MLflow refuses;
+  their `--out` naming a file; `analyze --batch-size 0`.
 """
 
 from __future__ import annotations
@@ -165,6 +168,13 @@ def test_cache_dir_naming_a_file(capsys, tmp_path: Path, tiny_model: str) -> Non
     one_error(rc, err, "trial.cache_dir", "is a file, not a folder")
     rc, _, err = cli(capsys, "trial", "--task", "synth-xnli", "--model", tiny_model, "--set", f"cache_dir={blocker}")
     one_error(rc, err, "cache_dir", "is a file, not a folder")
+    # a folder under that file cannot be created (it was a NotADirectoryError traceback at the first cache write)
+    under = blocker / "sub"
+    rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, spec(tiny_model, **{"trial.cache_dir": str(under)})),
+                     "--dry-run")  # fmt: skip
+    one_error(rc, err, "trial.cache_dir", "cannot be created", f"{str(blocker)!r} is a file")
+    rc, _, err = cli(capsys, "trial", "--task", "synth-xnli", "--model", tiny_model, "--set", f"cache_dir={under}")
+    one_error(rc, err, "cache_dir", "cannot be created", f"{str(blocker)!r} is a file")
 
 
 def test_a_password_in_an_unreachable_tracking_uri_is_not_printed(capsys, tmp_path: Path, tiny_model: str) -> None:
@@ -270,3 +280,93 @@ def test_a_stub_tokenizer_much_smaller_than_the_embeddings(tmp_path: Path) -> No
     with pytest.raises(XtunerError, match="5 tokens for 2,000 embeddings"):
         check_vocab(5, 2000, "m")
     check_vocab(32100, 32128, "t5-like")  # padded embedding matrices are fine
+
+
+def test_a_file_uri_with_a_password_finds_the_sweep_and_is_masked(capsys, tmp_path: Path) -> None:
+    """`--storage file://user:password@localhost/abs` names /abs for `status`, `list` and `sync` as it does for `run`
+    (it was taken for the relative folder ``user:password@localhost/abs``); where nothing is found the error masks
+    the password (it printed it: the message quotes the URI without its scheme)."""
+    folder = tmp_path / "results" / "s"
+    folder.mkdir(parents=True)
+    state = {"name": "s", "spec": {}, "tracking_uri": "sqlite:///x.db", "trials": {}}
+    (folder / "xtuner_sweep.json").write_text(json.dumps(state))
+    storage = f"file://carol:St0ragePassw0rd@localhost{tmp_path / 'results'}"
+    rc, out, err = cli(capsys, "sweep", "list", "--storage", storage)
+    assert rc == 0 and "St0ragePassw0rd" not in out + err and "No sweeps" not in out, out + err
+    rc, out, err = cli(capsys, "sweep", "status", "s", "--storage", storage, "--json")
+    assert rc == 0, err
+    assert json.loads(out)["sweep"] == "s" and "St0ragePassw0rd" not in out + err
+    for command in ("status", "sync"):
+        rc, out, err = cli(capsys, "sweep", command, "nosuch", "--storage", storage)
+        one_error(rc, err, "no sweep 'nosuch' found")
+        assert "St0ragePassw0rd" not in out + err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "plant"],
+        ["analyze", "representations", "0123456789abcdef0123456789abcdef", "--task", "synth-xnli"],
+        ["analyze", "retrieval", "plant", "--task", "synth-tatoeba"],
+    ],
+    ids=["report", "analyze-representations", "analyze-retrieval"],
+)
+def test_commands_reading_mlflow_fail_fast_on_a_dead_server(capsys, argv: list[str]) -> None:
+    """`report` and `analyze` against a tracking server that does not answer: one error line within seconds, the
+    password masked (MLflow's client retried for minutes before: 7 retries with backoff)."""
+    import time
+
+    from conftest import free_port
+
+    uri = f"http://alice:Rep0rtPassw0rd@127.0.0.1:{free_port()}"
+    t0 = time.time()
+    rc, out, err = cli(capsys, *argv, "--tracking-uri", uri)
+    one_error(rc, err, "does not answer", "alice:***@127.0.0.1")
+    assert "Rep0rtPassw0rd" not in out + err
+    assert time.time() - t0 < 30
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "plant", "--tracking-uri", "sqlite:///{tmp}/m.db"],
+        ["analyze", "representations", "--model", "builtin:tiny-xlmr", "--task", "synth-xnli", "--no-mlflow"],
+        ["analyze", "retrieval", "--model", "builtin:tiny-xlmr", "--task", "synth-tatoeba", "--no-mlflow"],
+    ],
+    ids=["report", "analyze-representations", "analyze-retrieval"],
+)
+def test_an_out_folder_that_is_a_file_is_refused_before_the_work(capsys, tmp_path: Path, argv: list[str]) -> None:
+    """`--out` naming a file: one error line naming it, before MLflow is read or a model is loaded (the analysis
+    ended in a FileExistsError traceback after encoding every language)."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    rc, _, err = cli(capsys, *argv, "--out", str(blocker))
+    one_error(rc, err, "--out", str(blocker), "is a file, not a folder")
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("uri", "needle"),
+    [("{tmp}/afile", "filesystem tracking backend"), ("mysql://u:MyPassw0rdDb@127.0.0.1:9/db", "'MySQLdb'")],
+    ids=["plain-file", "mysql-without-driver"],
+)
+@pytest.mark.parametrize("command", ["report", "analyze"])
+def test_a_tracking_uri_mlflow_refuses_is_one_error_line(capsys, tmp_path: Path, uri: str, needle: str,
+                                                         command: str) -> None:  # fmt: skip
+    """A tracking URI MLflow cannot read (a plain path: its retired file store; ``mysql://`` without the driver):
+    one error line naming the URI (password masked) and MLflow's reason, not MLflow's traceback."""
+    (tmp_path / "afile").write_text("x")
+    uri = uri.replace("{tmp}", str(tmp_path))
+    argv = ["report", "plant"] if command == "report" else ["analyze", "representations", "plant", "--task",
+                                                            "synth-xnli"]  # fmt: skip
+    rc, out, err = cli(capsys, *argv, "--tracking-uri", uri)
+    one_error(rc, err, "tracking URI", needle)
+    assert "MyPassw0rdDb" not in out + err
+
+
+def test_analyze_batch_size_must_be_positive(capsys) -> None:
+    for command, task in (("representations", "synth-xnli"), ("retrieval", "synth-tatoeba")):
+        rc, _, err = cli(capsys, "analyze", command, "--model", "builtin:tiny-xlmr", "--task", task, "--batch-size", "0",
+                         "--no-mlflow")  # fmt: skip
+        one_error(rc, err, "--batch-size must be at least 1, got 0")

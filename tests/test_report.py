@@ -224,6 +224,27 @@ def test_bad_input_is_one_error_line(argv, message, logged, mlflow_server, capsy
         assert "did you mean 'rep-main'" in err[0]
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfesources: {}", "not UTF-8 text (byte 0xff at offset 0)"),
+    (b"- 1\n- 2\n", "expected a mapping with 'sources'"),
+    (b"sources: {p: {paper: P}}\nentries: [3]\n", "entry 1: expected a mapping"),
+    (b"sources: {p: {title: P}}\nentries: [{source: p, table: T, page: 1, label: L, model: m, task: xnli, "
+     b"metric: accuracy}]\n", "entry 1: KeyError"),
+    (b"sources: {p: {paper: P}}\nentries: [{source: p, table: T, page: 1, label: L, model: m, task: xnli, "
+     b"metric: accuracy, en: high}]\n", "entry 1: ValueError"),
+])  # fmt: skip
+def test_a_broken_reference_file_is_one_error_line(content, message, logged, mlflow_server, tmp_path, capsys) -> None:
+    """``--reference`` that is not UTF-8, not a mapping, or has an entry of the wrong shape: one error line naming
+    the file (these were UnicodeDecodeError, AttributeError, TypeError tracebacks)."""
+    path = tmp_path / "ref.yaml"
+    path.write_bytes(content)
+    argv = ["report", "rep-main", "--tracking-uri", mlflow_server, "--no-log", "--reference", str(path),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(path) in err[0] and message in err[0], err
+
+
 def test_experiment_selects_its_sweeps(logged, mlflow_server) -> None:
     rep = report([], experiment="report-tests-2", tracking_uri=mlflow_server, with_plots=False)
     assert rep.selection.sweeps == ["rep-second"] and {r.task for r in rep.selection.runs} == {"synth-pawsx"}

@@ -16,3 +16,15 @@ def cache_root() -> Path:
 def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def folder_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be (or become) a folder, or None: it is a file, or a file stands where one of its parent
+    folders should be (``afile/sub``: creating it fails with NotADirectoryError)."""
+    p = Path(path).expanduser()
+    if p.exists():
+        return None if p.is_dir() else "is a file, not a folder"
+    for parent in p.parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"cannot be created: {str(parent)!r} is a file, not a folder"
+    return None

@@ -7,7 +7,8 @@ code (or None for 0). Errors the user can fix are raised as XtunerError and prin
 
 Everything the command prints (its own lines, Ray's and MLflow's messages, a traceback of an unexpected error) goes
 through `xtuner.cluster.redact.RedactingStream`: URI passwords and registered secrets (secret-named environment
-variables, passwords in the spec's URIs) never reach the terminal or a log that captures it.
+variables, passwords in the spec's URIs and in URIs on the command line) never reach the terminal or a log that
+captures it.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from xtuner.cluster.redact import RedactingStream, register_env_secrets
+    from xtuner.cluster.redact import RedactingStream, register_env_secrets, register_secrets_in
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     register_env_secrets()
+    # URI passwords on the command line (--storage, --tracking-uri, --set): masked even where a message quotes
+    # only a piece of the URI
+    register_secrets_in(list(sys.argv[1:] if argv is None else argv))
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
     try:

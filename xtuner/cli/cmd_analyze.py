@@ -8,6 +8,9 @@ import math
 import sys
 from pathlib import Path
 
+from xtuner.cli.common import output_folder
+from xtuner.errors import XtunerError
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("sources", nargs="*", metavar="SOURCE",
@@ -49,6 +52,8 @@ def _common_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of both analyses that `_common`'s options give (libraries quietened first)."""
     from xtuner.trial.run import quiet_libraries
 
+    if args.batch_size < 1:
+        raise XtunerError(f"--batch-size must be at least 1, got {args.batch_size}")
     quiet_libraries()
     return {"languages": _languages(args.languages), "data_dir": args.data_dir, "tracking_uri": args.tracking_uri,
             "model": args.model, "batch_size": args.batch_size}  # fmt: skip
@@ -65,12 +70,14 @@ def _log_back(args: argparse.Namespace, log, where: str) -> None:
 
 
 def representations(args: argparse.Namespace) -> int:
+    if args.out:
+        output_folder(args.out, create=False)  # before the analysis, which may take minutes
     options = _common_options(args)
     from xtuner.analysis.representations import outputs
     from xtuner.analysis.representations.run import analyse
 
     a = analyse(args.sources, task=args.task, rows=args.rows, seed=args.seed, plot_lang=args.plot_lang, **options)
-    out = args.out or Path("analysis-out") / f"representations-{a.task}"
+    out = output_folder(args.out or Path("analysis-out") / f"representations-{a.task}")
     paths = outputs.write(out, outputs.files(a, plot_lang=args.plot_lang, projection_kind=args.projection))
     print(outputs.summary_md(a))
     for note in a.notes:
@@ -82,12 +89,13 @@ def representations(args: argparse.Namespace) -> int:
 
 
 def retrieval(args: argparse.Namespace) -> int:
+    if args.out:
+        output_folder(args.out, create=False)
     options = _common_options(args)
     from xtuner.analysis.representations.retrieval import analyse_retrieval, log_to_mlflow, table_csv
 
     a = analyse_retrieval(args.sources, task=args.task, layer=args.layer, split=args.split, **options)
-    out = args.out or Path("analysis-out") / f"retrieval-{a.task}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out or Path("analysis-out") / f"retrieval-{a.task}")
     (out / "table.csv").write_text(table_csv(a))
     _print_retrieval(a)
     print(f"wrote table.csv to {out}")

@@ -7,6 +7,8 @@ import argparse
 import re
 from pathlib import Path
 
+from xtuner.cli.common import output_folder
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="tables, significance and plots from MLflow runs of one or more sweeps")
@@ -43,11 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from xtuner.analysis.report.render import parse_formats, terminal, write
 
     formats = parse_formats(args.format)
+    if args.out:
+        output_folder(args.out, create=False)  # before reading MLflow and the bootstrap
     rep = report(args.sweeps, experiment=args.experiment, tracking_uri=args.tracking_uri, resamples=args.resamples,
                  seed=args.seed, reference=args.reference)  # fmt: skip
-    out = (
-        args.out
-        or Path("report-out") / re.sub(r"[^A-Za-z0-9_.+-]+", "_", "+".join(rep.selection.sweeps))[:120]
+    out = output_folder(
+        args.out or Path("report-out") / re.sub(r"[^A-Za-z0-9_.+-]+", "_", "+".join(rep.selection.sweeps))[:120]
     )
     paths = write(rep, out, formats)
     terminal(rep)

@@ -64,7 +64,7 @@ def _check_local(path: Path, uri: str) -> None:
         os.close(fd)
         os.remove(probe)
     except OSError as e:
-        raise XtunerError(f"storage {uri!r}: cannot write to {str(path)!r} ({e.strerror or e})") from None
+        raise XtunerError(f"storage {redact_uri(uri)!r}: cannot write to {str(path)!r} ({e.strerror or e})") from None
 
 
 def _probe_object_store(uri: str, kind: str, timeout: float) -> None:

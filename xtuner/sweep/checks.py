@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -36,6 +38,32 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
     elif parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme == "file" else uri).expanduser()
         check_writable_dir(path, what=f"tracking URI {uri!r}")
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """For commands that only read MLflow (`report`, `analyze`): an ``http(s)://`` server must answer within
+    `timeout` (MLflow's own client retries a dead server for minutes before it fails); other URIs are left to MLflow."""
+    if urlparse(uri).scheme in ("http", "https"):
+        _check_http(uri.rstrip("/"), timeout)
+
+
+@contextlib.contextmanager
+def tracker_errors(uri: str) -> Iterator[None]:
+    """For commands that read MLflow: MLflow's refusal of the URI (an unsupported or retired backend such as a
+    plain folder, a database it cannot open) or a missing database driver (``mysql://`` without ``MySQLdb``) becomes
+    one XtunerError naming the URI and MLflow's first line, not a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    from xtuner.cluster.redact import redact_uri
+
+    try:
+        yield
+    except MlflowException as e:
+        first = next((ln.strip() for ln in str(e.message).splitlines() if ln.strip()), type(e).__name__)
+        raise XtunerError(f"tracking URI {redact_uri(uri)!r}: {first}") from None
+    except ModuleNotFoundError as e:
+        raise XtunerError(f"tracking URI {redact_uri(uri)!r}: MLflow needs the Python module {e.name!r} for it "
+                          "(install its database driver)") from None  # fmt: skip
 
 
 def sqlite_path(uri: str) -> Path | None:

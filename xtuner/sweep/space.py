@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from xtuner.errors import XtunerError, unknown_name
+from xtuner.paths import folder_problem
 from xtuner.sweep.space_checks import (
     check_group_search,
     check_languages,
@@ -273,8 +274,9 @@ def _fixed_block(spec: SweepSpec, block: dict[str, Any], loc: list[str]) -> tupl
             raise spec.error(loc + [key], f"unknown trial setting {hint}{extra}")
         if key in PATH_SETTINGS and isinstance(value, str):
             value = str(Path(value).expanduser().resolve())
-            if Path(value).exists() and not Path(value).is_dir():
-                raise spec.error(loc + [key], f"{value!r} is a file, not a folder")
+            problem = folder_problem(value)
+            if problem:
+                raise spec.error(loc + [key], f"{value!r} {problem}")
         if key in SOURCE_SETTINGS and isinstance(value, str):
             try:
                 value = absolute_split_source(value)

@@ -194,7 +194,7 @@ def find_sweep_dir(name_or_path: str, storage: str | None = None) -> str:
     ]
     for c in candidates:
         if exists(join(c, STATE_FILE)):
-            return c if is_remote(c) else str(Path(c).expanduser().resolve())
+            return c if is_remote(c) else str(Path(local_path(c)).expanduser().resolve())
     tried = ", ".join(repr(c) for c in candidates)
     raise XtunerError(
         f"no sweep {name_or_path!r} found (looked for {STATE_FILE} in {tried}); pass its folder or --storage"
@@ -212,10 +212,21 @@ def _remote(uri: str):
     return pafs.FileSystem.from_uri(uri)  # (filesystem, path inside it)
 
 
+def local_path(location: str) -> str:
+    """The local path of a plain path or a ``file://`` URI: ``file:///abs``, ``file://localhost/abs`` and
+    ``file://user:password@localhost/abs`` all name ``/abs`` (what `check_storage` makes of them for a sweep), so
+    `status`, `list` and `sync` find a sweep under the same ``--storage`` that ran it."""
+    if not str(location).startswith("file://"):
+        return str(location)
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(str(location)).path) or "/"
+
+
 def join(base: str, *parts: str) -> str:
     if is_remote(base):
         return "/".join([base.rstrip("/"), *parts])
-    return str(Path(base.removeprefix("file://")).expanduser().joinpath(*parts))
+    return str(Path(local_path(base)).expanduser().joinpath(*parts))
 
 
 def sweep_folder(storage: str, name: str) -> str:
@@ -225,16 +236,16 @@ def sweep_folder(storage: str, name: str) -> str:
 
     if is_remote(storage):
         return safe_join_uri(storage, name)
-    return str(safe_join(storage.removeprefix("file://"), name))
+    return str(safe_join(local_path(storage), name))
 
 
 def parent(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[0] if is_remote(path) else str(Path(path).parent)
+    return path.rstrip("/").rsplit("/", 1)[0] if is_remote(path) else str(Path(local_path(path)).parent)
 
 
 def exists(path: str) -> bool:
     if not is_remote(path):
-        return Path(path).expanduser().exists()
+        return Path(local_path(path)).expanduser().exists()
     import pyarrow.fs as pafs
 
     fs, p = _remote(path)
@@ -243,7 +254,7 @@ def exists(path: str) -> bool:
 
 def read_text(path: str) -> str:
     if not is_remote(path):
-        return Path(path).expanduser().read_text()
+        return Path(local_path(path)).expanduser().read_text()
     fs, p = _remote(path)
     with fs.open_input_stream(p) as f:
         return f.read().decode()
@@ -256,7 +267,7 @@ def write_text(path: str, text: str) -> None:
         with fs.open_output_stream(p) as f:
             f.write(text.encode())
         return
-    target = Path(path).expanduser()
+    target = Path(local_path(path)).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
     try:
@@ -275,13 +286,13 @@ def remove_tree(path: str) -> None:
         fs, p = _remote(path)
         fs.delete_dir(p)
     else:
-        shutil.rmtree(Path(path).expanduser(), ignore_errors=True)
+        shutil.rmtree(Path(local_path(path)).expanduser(), ignore_errors=True)
 
 
 def list_names(path: str) -> list[str]:
     """Names of the entries directly inside a folder (empty when it does not exist)."""
     if not is_remote(path):
-        folder = Path(path).expanduser()
+        folder = Path(local_path(path)).expanduser()
         return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     import pyarrow.fs as pafs
 

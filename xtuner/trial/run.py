@@ -152,10 +152,12 @@ def setup_trial(config: dict[str, Any] | TrialConfig) -> Setup:
         check_max_seq_length(cfg.max_seq_length, config, cfg.model, psl=settings.position_offset(),
                              label=f"task {cfg.task}, method {cfg.method}")  # fmt: skip
     from xtuner.data.cache import default_cache_dir
+    from xtuner.paths import folder_problem
 
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
-    if cache_dir.exists() and not cache_dir.is_dir():
-        raise XtunerError(f"cache_dir {str(cache_dir)!r} is a file, not a folder")
+    problem = folder_problem(cache_dir)
+    if problem:
+        raise XtunerError(f"cache_dir {str(cache_dir)!r} {problem}")
     doc_stride = cfg.doc_stride if cfg.doc_stride is not None else min(128, cfg.max_seq_length // 3)
     return Setup(cfg, task, model_path, settings, tokenizer, languages, cache_dir, doc_stride, use_bf16(cfg))
 

@@ -140,9 +140,14 @@ def report(sweeps: list[str], *, experiment: str | None = None, tracking_uri: st
     from mlflow.tracking import MlflowClient
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from xtuner.sweep.checks import check_server, tracker_errors
+
     uri = default_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
-    return build(load(client, list(sweeps), experiment, uri), client, **kw)
+    check_server(uri)  # a dead server is one error line now, not minutes of MLflow's retries
+    with tracker_errors(uri):
+        client = MlflowClient(tracking_uri=uri)
+        selection = load(client, list(sweeps), experiment, uri)
+    return build(selection, client, **kw)
 
 
 def log_to_parents(report: Report, out: Path) -> list[str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from xtuner.errors import XtunerError
 
 DEFAULT = Path(__file__).with_name("reference.yaml")
@@ -35,25 +33,37 @@ def model_key(model: str) -> str:
 
 
 def load(path: str | Path | None = None) -> list[Reference]:
+    from xtuner.sweep.spec import load_yaml, read_text_file
+
     path = Path(path) if path else DEFAULT
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise XtunerError(f"{path}: cannot read reference numbers ({e})") from None
+    try:  # the spec's bounded reader and loader: not UTF-8 named with its byte, no alias bomb
+        raw = load_yaml(read_text_file(path, str(path)), str(path)) or {}
+    except XtunerError as e:
+        raise XtunerError(f"cannot read reference numbers: {e}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("sources") or {}, dict) \
+            or not isinstance(raw.get("entries") or [], list):  # fmt: skip
+        raise XtunerError(f"{path}: expected a mapping with 'sources' (a mapping) and 'entries' (a list), as the "
+                          "package's reference.yaml (docs/report.md)")  # fmt: skip
     sources = raw.get("sources") or {}
     refs: dict[tuple[str, str, str], Reference] = {}
     for i, e in enumerate(raw.get("entries") or []):
+        if not isinstance(e, dict):
+            raise XtunerError(f"{path}: entry {i + 1}: expected a mapping, got {e!r}")
         missing = [k for k in ("source", "table", "page", "label", "model", "task", "metric") if k not in e]
         if missing or e["source"] not in sources:
             what = f"missing {missing}" if missing else f"unknown source {e['source']!r}"
             raise XtunerError(f"{path}: entry {i + 1}: {what}")
-        paper = sources[e["source"]]["paper"]
-        citation = f"{paper}, {e['table']}, p. {e['page']}"
-        ref = refs.setdefault((e["source"], e["label"], model_key(e["model"])),
-                              Reference(e["label"], model_key(e["model"]), e.get("method", ""), citation))  # fmt: skip
-        for which in VALUES:
-            if e.get(which) is not None:
-                ref.values[(e["task"], which)] = float(e[which])
+        try:
+            paper = sources[e["source"]]["paper"]
+            citation = f"{paper}, {e['table']}, p. {e['page']}"
+            ref = refs.setdefault((e["source"], e["label"], model_key(str(e["model"]))),
+                                  Reference(e["label"], model_key(str(e["model"])), e.get("method", ""), citation))  # fmt: skip
+            for which in VALUES:
+                if e.get(which) is not None:
+                    ref.values[(e["task"], which)] = float(e[which])
+        except (KeyError, TypeError, ValueError) as err:
+            raise XtunerError(f"{path}: entry {i + 1}: {type(err).__name__}: {err} (its source needs a 'paper'; "
+                              f"values are numbers)") from None  # fmt: skip
     return list(refs.values())
 
 

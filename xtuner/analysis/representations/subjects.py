@@ -113,11 +113,16 @@ def resolve(sources: list[str], tracking_uri: str | None = None, task: str | Non
         if path.is_dir():
             refs += _local_refs(path)
             continue
-        if client is None:
-            from mlflow.tracking import MlflowClient
+        from xtuner.sweep.checks import check_server, tracker_errors
 
-            client = MlflowClient(tracking_uri=default_tracking_uri(tracking_uri))
-        found, skipped = _mlflow_refs(client, source, default_tracking_uri(tracking_uri), task)
+        uri = default_tracking_uri(tracking_uri)
+        with tracker_errors(uri):  # MLflow refusing the URI: one error line
+            if client is None:
+                from mlflow.tracking import MlflowClient
+
+                check_server(uri)  # a dead server: one error line, not minutes of MLflow's retries
+                client = MlflowClient(tracking_uri=uri)
+            found, skipped = _mlflow_refs(client, source, uri, task)
         refs += found
         notes += skipped
     unique = list({r.location: r for r in refs}.values())
