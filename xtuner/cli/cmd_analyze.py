@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = asub.add_parser("retrieval", help="a retrieval task (tatoeba, bucc2018, synth-*) with trained encoders")
     _common(t)
     t.add_argument("--task", required=True, help="tatoeba | bucc2018 | synth-tatoeba | synth-bucc")
-    t.add_argument("--layer", type=int, help="hidden-states layer (default: XTREME's for the model's depth)")
+    t.add_argument("--layer", type=int, help="hidden-states layer: 0 = embeddings, L = last, negative counts from the end "
+                   "(default: XTREME's for the model's depth)")
     t.add_argument("--split", choices=("test", "validation"), default="test")
     t.set_defaults(func=retrieval)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
