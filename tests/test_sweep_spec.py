@@ -323,3 +323,47 @@ def test_sweep_files_open_with_their_command() -> None:
     for path in sorted((ROOT / "sweeps").glob("*.yaml")):
         first = path.read_text().splitlines()[0]
         assert first.startswith("# xtuner sweep run sweeps/"), (path, first)
+
+
+def test_tracking_checks_send_mlflows_credentials(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tracking server behind a gateway that wants MLflow's bearer token (MLFLOW_TRACKING_TOKEN), in front of the
+    session's real `mlflow server`: the pre-flight checks send what MLflow's client sends, so a token the user set
+    passes; without it, `sweep run`'s check says the answer is not MLflow's, while report/analyze's only needs an
+    answer and lets MLflow's client judge it."""
+    import http.server
+    import threading
+    import urllib.request
+
+    from conftest import free_port
+
+    from xtuner.sweep.checks import check_server, check_tracking
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.headers.get("Authorization") != "Bearer gw-token-123":
+                self.send_response(401)
+                self.end_headers()
+                return
+            with urllib.request.urlopen(mlflow_server + self.path, timeout=10) as up:  # noqa: S310
+                body, status = up.read(), up.status
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+        with pytest.raises(XtunerError, match=r"answers but is not an MLflow server: /health: HTTP 401"):
+            check_tracking(uri)
+        check_server(uri)  # an answer: report/analyze go on and MLflow's client reports the 401 itself
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "gw-token-123")
+        check_tracking(uri)
+        check_server(uri)
+    finally:
+        server.shutdown()

@@ -1,7 +1,8 @@
 """Pre-flight check of the tracking URI, before Ray starts (storage: `xtuner.cluster.storage.check_storage`).
 
 - ``http(s)://`` tracking: GET ``<uri>/health`` (what ``mlflow server`` serves), falling back to the REST API's
-  experiment search, each with a short timeout; anything but an answer is an error naming the URI.
+  experiment search, each with a short timeout, through MLflow's HTTP client and credentials; no answer, or one
+  that is not MLflow's, is an error naming the URI. `check_server` (report, analyze) only needs an answer.
 - ``sqlite:///path``: the database file (or its folder, when the file does not exist yet) must be writable.
 - ``file:`` URIs and plain paths: the folder must be writable (created if missing).
 - other schemes (databricks, ...) are left to MLflow.
@@ -13,8 +14,6 @@ import contextlib
 import json
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -44,7 +43,7 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
     """For commands that only read MLflow (`report`, `analyze`): an ``http(s)://`` server must answer within
     `timeout` (MLflow's own client retries a dead server for minutes before it fails); other URIs are left to MLflow."""
     if urlparse(uri).scheme in ("http", "https"):
-        _check_http(uri.rstrip("/"), timeout)
+        _check_http(uri.rstrip("/"), timeout, mlflow_only=False)
 
 
 @contextlib.contextmanager
@@ -74,42 +73,42 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(rest[1:] if rest.startswith("/") else rest).expanduser().absolute()
 
 
-def _check_http(uri: str, timeout: float) -> None:
+def _check_http(uri: str, timeout: float, mlflow_only: bool = True) -> None:
+    """GET ``/health`` then the experiment search, through MLflow's own HTTP client with the credentials and TLS
+    settings MLflow would use (the URI's user:password, ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``/``TOKEN``,
+    ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``), no retries and a short timeout. No
+    answer is an error; with `mlflow_only`, so is an answer that is not MLflow's (any HTTP status is an answer
+    otherwise: a read-only command then lets MLflow's client judge it)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking._tracking_service.utils import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    from xtuner.cluster.redact import redact_uri
+
+    creds = get_default_host_creds(uri)
     problems = []
-    base, headers = _without_userinfo(uri)
-    for url in (f"{base}/health", f"{base}/api/2.0/mlflow/experiments/search?max_results=1"):
+    for endpoint in ("/health", "/api/2.0/mlflow/experiments/search?max_results=1"):
         try:
-            request = urllib.request.Request(url, headers=headers)
-            with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - user-given tracking URI
-                if resp.status == 200:
-                    if url.endswith("/health"):
-                        return
-                    json.loads(resp.read() or b"{}")
-                    return
-                problems.append(f"{url}: HTTP {resp.status}")
-        except urllib.error.HTTPError as e:
-            problems.append(f"{url}: HTTP {e.code}")
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            reason = getattr(e, "reason", e)
+            resp = http_request(creds, endpoint, "GET", max_retries=0, timeout=timeout, raise_on_status=False)
+        except MlflowException as e:  # refused, timed out, TLS failed: nothing answered
+            reason = redact_uri(str(e.message)).split(" failed with exception ", 1)[-1][:300]
             raise XtunerError(
-                f"tracking server {uri} does not answer ({reason}); start it (e.g. `mlflow server --host 127.0.0.1 "
-                f"--port 5000 --backend-store-uri sqlite:///mlflow.db`) or pass --tracking-uri sqlite:///mlflow.db"
+                f"tracking server {redact_uri(uri)} does not answer ({reason}); start it (e.g. `mlflow server --host "
+                "127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db`) or pass --tracking-uri "
+                "sqlite:///mlflow.db"
             ) from None
-    raise XtunerError(f"tracking server {uri} answers but is not an MLflow server: {'; '.join(problems)}")
-
-
-def _without_userinfo(uri: str) -> tuple[str, dict[str, str]]:
-    """``http://user:password@host`` -> (``http://host``, a basic-auth header), as MLflow's client sends it."""
-    import base64
-    from urllib.parse import unquote, urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri, {}
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
-    return urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}
+        if resp.status_code == 200:
+            try:
+                if not endpoint.startswith("/health"):
+                    json.loads(resp.content or b"{}")
+                return
+            except ValueError:
+                problems.append(f"{endpoint}: not JSON")
+                continue
+        if not mlflow_only:
+            return
+        problems.append(f"{endpoint}: HTTP {resp.status_code}")
+    raise XtunerError(f"tracking server {redact_uri(uri)} answers but is not an MLflow server: {'; '.join(problems)}")
 
 
 def check_writable_dir(path: Path, what: str) -> None:
