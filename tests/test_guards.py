@@ -181,3 +181,43 @@ def test_command_tag_masks_secret_settings(monkeypatch: pytest.MonkeyPatch) -> N
     assert "hf_Planted99" not in out and "UriPassw0rd" not in out
     assert "trial.hf_token=***" in out and "http://al:***@h:5000" in out
     assert "lr=[1e-3]" in out and "'description=x y'" in out  # ordinary settings stay as typed
+
+
+def test_a_short_password_never_masks_what_a_run_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registered password that is also an ordinary word ("test") is masked in free text, but not inside the
+    tags and params that say what a run is: the report would otherwise take every test run for a dev-split one."""
+    from xtuner.analysis.report.runs import eval_split_of, task_label
+    from xtuner.sweep.tracking import redact as redact_mlflow_params
+    from xtuner.sweep.tracking import redact_tags
+
+    monkeypatch.setattr(redact, "_SECRETS", set())
+    redact.register_secrets_in("http://admin:test@127.0.0.1:5000")
+    params = redact_mlflow_params({"eval_split": "test", "lr_schedule": "linear", "lr": 0.001, "batch_size": 1234,
+                                   "description": "a test run", "hf_token": "abcd1234", "data_dir": "/d/test"})  # fmt: skip
+    assert params == {"eval_split": "test", "lr_schedule": "linear", "lr": "0.001", "batch_size": "1234",
+                      "description": "a *** run", "hf_token": "***", "data_dir": "/d/***"}  # fmt: skip
+    tags = redact_tags({"xtuner.eval_split": "test", "xtuner.sweep": "test", "xtuner.storage": "/runs/test",
+                        "xtuner.command": "xtuner sweep run s.yaml --tracking-uri http://admin:test@h"})  # fmt: skip
+    assert tags["xtuner.eval_split"] == "test" and tags["xtuner.sweep"] == "test"
+    assert tags["xtuner.storage"] == "/runs/***" and "admin:***@h" in tags["xtuner.command"]
+    # a value masked by an older writer is not trusted as a split name
+    assert eval_split_of({"xtuner.eval_split": "***"}, {"eval_split": "***"}) == "test"
+    assert eval_split_of({}, {"eval_split": "validation"}) == "validation"
+    assert (task_label("xnli", "test"), task_label("xnli", "***"), task_label("xnli", "validation")) == (
+        "xnli", "xnli", "xnli[dev]")  # fmt: skip
+
+
+def test_a_short_password_never_corrupts_the_state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xtuner.sweep.state import TrialRecord
+
+    monkeypatch.setattr(redact, "_SECRETS", set())
+    uri = "http://admin:done@127.0.0.1:5000"
+    redact.register_secrets_in(uri)
+    rec = TrialRecord("t1", "g", "xnli", "finetune", "m", 1, "accuracy", {"eval_split": "test", "lr": 1e-3,
+                      "selection": "last", "description": "done by hand"}, ["lr"], state="done")  # fmt: skip
+    SweepState("s", {"tracking": {"uri": uri}}, tracking_uri=uri, trials={"t1": rec}).save(tmp_path / "state.json")
+    back = SweepState.load(tmp_path / "state.json")
+    assert back.trials["t1"].state == "done" and back.trials["t1"].params["eval_split"] == "test"
+    assert back.trials["t1"].params["lr"] == 1e-3 and back.trials["t1"].params["selection"] == "last"
+    assert back.trials["t1"].params["description"] == "*** by hand"  # free text is still masked
+    assert back.tracking_uri == "http://admin:***@127.0.0.1:5000"

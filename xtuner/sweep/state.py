@@ -126,10 +126,8 @@ class SweepState:
     def save(self, path: str | Path) -> None:
         """Written redacted (`xtuner.cluster.redact.redact`): a password in the tracking URI or the spec never reaches
         the file; `resume` and `sync` ask for it again (see `xtuner.sweep.runner.tracking_uri_for`)."""
-        from xtuner.cluster.redact import redact
-
         self.tracking_pending = self.pending()
-        write_text(str(path), json.dumps(redact(asdict(self)), indent=1, sort_keys=True, default=str))
+        write_text(str(path), json.dumps(redacted(asdict(self)), indent=1, sort_keys=True, default=str))
 
     def pending(self) -> list[str]:
         """Finished trials (and ``"parent"`` once the sweep finished) not yet written to MLflow completely."""
@@ -143,6 +141,34 @@ class SweepState:
         for rec in self.trials.values():
             out[rec.state] += 1
         return out
+
+
+# fields of a trial record that identify or classify it; never passed through the masking of registered secrets
+# (a password "done" or "test" must not turn a trial's state or its eval_split into "***")
+RECORD_KEYS_KEPT = ("trial_id", "group", "task", "method", "model", "seed", "main_metric", "searched", "state",
+                    "run_id", "node_ip", "pid", "intermediate_key")  # fmt: skip
+
+
+def redacted(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` (``asdict`` of a SweepState) with secrets masked (`xtuner.cluster.redact.redact`), except the
+    trial records' identifying fields and the params that are numbers or come from a closed list of values
+    (`xtuner.trial.config.closed_vocabulary`), which the masking of a short password could only corrupt."""
+    from xtuner.cluster.redact import is_secret_key, redact
+    from xtuner.trial.config import closed_vocabulary
+
+    vocab = closed_vocabulary()
+    kept: dict[str, dict[str, Any]] = {}
+    for tid, rec in state.get("trials", {}).items():
+        keep = {k: rec[k] for k in RECORD_KEYS_KEPT if k in rec}
+        keep["params"] = {k: v for k, v in rec.get("params", {}).items() if not is_secret_key(k) and (
+            (isinstance(v, int | float) and not isinstance(v, bool)) or str(v) in vocab.get(k, ()))}  # fmt: skip
+        kept[tid] = keep
+    out = redact(state)
+    for tid, keep in kept.items():
+        params = keep.pop("params")
+        out["trials"][tid].update(keep)
+        out["trials"][tid]["params"].update(params)
+    return out
 
 
 _TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict, "list": list}

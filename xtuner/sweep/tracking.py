@@ -43,13 +43,34 @@ from xtuner.sweep.state import SweepState, TrialRecord
 PREDICTIONS = "predictions"  # a child run's folder of <lang>.parquet + meta.json (xtuner.metrics.examples)
 
 
+# Tags whose values identify or classify a run (names the report and `sync` search by, states, a closed list of
+# values): never passed through the substring masking of registered secrets, which would turn the tag
+# ``xtuner.eval_split: test`` into ``***`` when a password is "test". None of them holds user free text that could
+# carry a secret; the free-text ones (the command line, the storage URI) are masked.
+STRUCTURAL_TAGS = frozenset({"mlflow.parentRunId", "mlflow.runName", "xtuner.sweep", "xtuner.kind", "xtuner.status",
+                             "xtuner.state", "xtuner.trial_id", "xtuner.task", "xtuner.method", "xtuner.eval_split",
+                             "xtuner.group"})  # fmt: skip
+
+
+def redact_tags(tags: dict[str, Any]) -> dict[str, str]:
+    from xtuner.cluster.redact import redact_text
+
+    return {k: str(v) if k in STRUCTURAL_TAGS else redact_text(str(v)) for k, v in tags.items()}
+
+
 def redact(params: dict[str, Any]) -> dict[str, str]:
     """Params as MLflow strings, secret-looking keys (token, password, secret, key, ...), URL passwords and registered
-    secrets masked (`xtuner.cluster.redact`'s rules: whole words, so ``tokenizer`` stays visible)."""
-    from xtuner.cluster.redact import redact_params, redact_text
+    secrets masked (`xtuner.cluster.redact`'s rules: whole words, so ``tokenizer`` stays visible). Numbers and values
+    from a closed list (`xtuner.trial.config.closed_vocabulary`) are kept as they are: masking a short password inside ``test`` or ``1e-3``
+    would change what the run says it is."""
+    from xtuner.cluster.redact import is_secret_key, redact_params, redact_text
+    from xtuner.trial.config import closed_vocabulary
 
-    out = {}
-    for k, v in redact_params(params).items():
+    vocab = closed_vocabulary()
+    kept = {k: v for k, v in params.items() if not is_secret_key(k) and (
+        (isinstance(v, int | float) and not isinstance(v, bool)) or str(v) in vocab.get(k, ()))}  # fmt: skip
+    out = {k: str(v) for k, v in kept.items()}
+    for k, v in redact_params({k: v for k, v in params.items() if k not in kept}).items():
         out[k] = redact_text(json.dumps(v) if isinstance(v, list | dict) else str(v))[:6000]
     return out
 
@@ -95,8 +116,7 @@ class MlflowWriter:
                 self.replaced = replace_runs(self.client, exp_id, state.name, str(storage_dir))
         tags = {"xtuner.sweep": state.name, "xtuner.kind": "sweep", "xtuner.storage": str(storage_dir),
                 "mlflow.runName": state.name, "xtuner.status": "running", **provenance_tags()}  # fmt: skip
-        tags = {k: redact_text(v) for k, v in tags.items()}
-        run = self.client.create_run(exp_id, tags=tags, run_name=state.name)
+        run = self.client.create_run(exp_id, tags=redact_tags(tags), run_name=state.name)
         state.experiment_id, state.parent_run_id = exp_id, run.info.run_id
         top = {
             k: spec_dict[k] for k in ("search", "num_samples", "epochs", "seeds", "max_concurrent", "storage")
@@ -144,7 +164,7 @@ class MlflowWriter:
                 "xtuner.sweep": state.name, "xtuner.state": "running", "xtuner.group": rec.group,
                 "xtuner.task": rec.task, "xtuner.method": rec.method, "xtuner.status": "running",
                 "xtuner.eval_split": str(rec.params.get("eval_split", "test")), **provenance_tags()}  # fmt: skip
-        tags = {k: redact_text(v) for k, v in tags.items()}
+        tags = redact_tags(tags)
         name = run_name(rec, with_model=len(state.spec.get("models") or []) > 1)
         run = self.client.create_run(state.experiment_id, tags=tags, run_name=name)
         rec.run_id = run.info.run_id
@@ -217,7 +237,7 @@ class MlflowWriter:
     def _set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(run_id, tags=[RunTag(k, redact_text(v)) for k, v in sorted(tags.items())])
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(redact_tags(tags).items())])
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param

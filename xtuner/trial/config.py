@@ -8,6 +8,7 @@ the method, e.g. `psl` for `finetune`).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -150,3 +151,16 @@ class Reporter(Protocol):
 
     def resume_from(self) -> str | None:
         """A checkpoint directory to resume from (after a failure or a sweep restore), or None."""
+
+
+@functools.cache
+def closed_vocabulary() -> dict[str, frozenset[str]]:
+    """Trial settings whose value is one of a closed list the spec validates (`TrialConfig`'s Literal fields, e.g.
+    eval_split, lr_schedule, selection): such a value cannot hold a secret and is logged as it is."""
+    from typing import get_args, get_origin
+
+    out = {}
+    for name, field in TrialConfig.model_fields.items():
+        if get_origin(field.annotation) is Literal:
+            out[name] = frozenset(map(str, get_args(field.annotation)))
+    return out

@@ -108,7 +108,7 @@ def _derived(run: Run, which: str) -> float | None:
 
 def task_label(task: str, eval_split: str) -> str:
     """The task as the report shows it: ``<task>[dev]`` when its numbers were scored on the dev sets."""
-    return task if eval_split == "test" else f"{task}{DEV_LABEL}"
+    return f"{task}{DEV_LABEL}" if eval_split == "validation" else task
 
 
 def base_task(label: str) -> str:
@@ -118,8 +118,11 @@ def base_task(label: str) -> str:
 
 def eval_split_of(tags: dict[str, str], params: dict[str, str]) -> str:
     """``test`` or ``validation``: the tag ``xtuner.eval_split`` the sweep writes, else the trial's param (runs
-    written before either are test runs)."""
-    return str(tags.get("xtuner.eval_split") or params.get("eval_split") or "test")
+    written before either are test runs; a value that is neither, e.g. masked by a redaction, is not trusted)."""
+    for value in (tags.get("xtuner.eval_split"), params.get("eval_split")):
+        if value in ("test", "validation"):
+            return str(value)
+    return "test"
 
 
 def status_of(tags: dict[str, str], mlflow_status: str) -> str:
