@@ -300,6 +300,13 @@ def test_a_file_uri_with_a_password_finds_the_sweep_and_is_masked(capsys, tmp_pa
         rc, out, err = cli(capsys, "sweep", command, "nosuch", "--storage", storage)
         one_error(rc, err, "no sweep 'nosuch' found")
         assert "St0ragePassw0rd" not in out + err
+    # a percent-encoded path names the same folder for `run` (check_storage) as for status/list/sync (local_path)
+    from xtuner.cluster.storage import check_storage
+    from xtuner.sweep.state import join
+
+    spaced = f"file://{tmp_path / 'my%20runs'}"
+    assert check_storage(spaced) == str(tmp_path / "my runs") == str(Path(join(spaced, "s")).parent)
+    assert (tmp_path / "my runs").is_dir() and not (tmp_path / "my%20runs").exists()
 
 
 @pytest.mark.parametrize(

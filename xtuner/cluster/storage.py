@@ -15,7 +15,7 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from xtuner.cluster.redact import redact_uri
 from xtuner.errors import XtunerError
@@ -44,7 +44,7 @@ def check_storage(uri: str, *, timeout: float = 20.0) -> str:
     parsed = urlparse(uri)
     scheme = parsed.scheme.lower()
     if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):  # drive letters on Windows
-        path = Path(parsed.path if scheme == "file" else uri).expanduser().absolute()
+        path = Path(unquote(parsed.path) if scheme == "file" else uri).expanduser().absolute()  # as local_path
         _check_local(path, uri)
         return str(path)
     if scheme not in OBJECT_STORE_SCHEMES:
