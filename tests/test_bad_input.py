@@ -152,6 +152,10 @@ def test_a_prompt_longer_than_the_positions_left_is_an_error_before_training(cap
                  {**arm, "max_seq_length": 480}):
         raw = spec(tiny_model, tasks=["udpos"], methods={"deep_prompt": fits})
         assert cli(capsys, "sweep", "run", write(tmp_path, raw), "--dry-run")[0] == 0
+    for order in ([False, True], [True, False]):  # a grid point without shifted positions hides no later one
+        raw = spec(tiny_model, tasks=["udpos"], methods={"deep_prompt": {**arm, "shift_positions": order}})
+        rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, raw), "--dry-run")
+        one_error(rc, err, "task udpos, method deep_prompt", "psl 32")
     raw = spec(tiny_model, tasks=["synth-panx"], methods={"soft_prompt": {"lr": 0.03, "psl": 20, "max_seq_length": 500}})
     rc, _, err = cli(capsys, "sweep", "run", write(tmp_path, raw), "--dry-run")  # virtual tokens take positions
     one_error(rc, err, "task synth-panx, method soft_prompt", "psl 20 + max_seq_length 500 = 520")

@@ -77,9 +77,9 @@ def _check_prompt_positions(spec: SweepSpec, g: Group, config: object, default: 
             cfg = TrialConfig.from_flat({**g.flat(point), **highest})
             offset = validate_settings(cfg.method, cfg.method_settings).position_offset()
         except (XtunerError, TypeError, ValueError):
-            return  # an invalid setting: reported by the trial's own checks
+            continue  # an invalid setting: reported by the trial's own checks
         if not isinstance(offset, int) or not offset:
-            return
+            continue  # this point adds no positions; the next ones may (shift_positions: [false, true])
         method = g.method if g.method == cfg.method else f"{g.method} ({cfg.method})"
         try:
             check_max_seq_length(cfg.max_seq_length, config, g.model, psl=offset,
