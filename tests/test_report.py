@@ -173,6 +173,8 @@ def test_dev_split_runs_are_a_task_of_their_own(mlflow_server, tmp_path, capsys)
             "distance_synth-xnli_dev.png"} <= names and not [n for n in names if "[" in n]  # fmt: skip
     md = (out / "report.md").read_text()
     assert "## synth-xnli[dev]" in md and "(heatmap_synth-xnli_dev.png)" in md
+    listed = json.loads((out / "report.json").read_text())["plots"]  # the PNG files as they are on disk
+    assert "heatmap_synth-xnli_dev.png" in listed and set(listed) <= names
 
 
 def test_terminal_tables_print_brackets_as_text() -> None:

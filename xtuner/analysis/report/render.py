@@ -119,7 +119,7 @@ def to_json(report: Report) -> str:
             "seed": report.seed, "alpha": 0.05}, "notes": report.notes,
             "significance": [s.summary for s in report.significance],
             "tables": {t.key: {"title": t.title, "records": t.records, "notes": t.notes} for t in report.tables},
-            "plots": sorted(report.plots)}  # fmt: skip
+            "plots": sorted(file_name(p) for p in report.plots)}  # fmt: skip
     return json.dumps(clean(data), indent=1) + "\n"
 
 
