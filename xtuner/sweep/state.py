@@ -151,23 +151,15 @@ RECORD_KEYS_KEPT = ("trial_id", "group", "task", "method", "model", "seed", "mai
 
 def redacted(state: dict[str, Any]) -> dict[str, Any]:
     """`state` (``asdict`` of a SweepState) with secrets masked (`xtuner.cluster.redact.redact`), except the
-    trial records' identifying fields and the params that are numbers or come from a closed list of values
-    (`xtuner.trial.config.closed_vocabulary`), which the masking of a short password could only corrupt."""
-    from xtuner.cluster.redact import is_secret_key, redact
-    from xtuner.trial.config import closed_vocabulary
+    trial records' identifying fields and their unmaskable params (`xtuner.trial.config.unmaskable_settings`),
+    which the masking of a short password could only corrupt."""
+    from xtuner.cluster.redact import redact
+    from xtuner.trial.config import unmaskable_settings
 
-    vocab = closed_vocabulary()
-    kept: dict[str, dict[str, Any]] = {}
-    for tid, rec in state.get("trials", {}).items():
-        keep = {k: rec[k] for k in RECORD_KEYS_KEPT if k in rec}
-        keep["params"] = {k: v for k, v in rec.get("params", {}).items() if not is_secret_key(k) and (
-            (isinstance(v, int | float) and not isinstance(v, bool)) or str(v) in vocab.get(k, ()))}  # fmt: skip
-        kept[tid] = keep
     out = redact(state)
-    for tid, keep in kept.items():
-        params = keep.pop("params")
-        out["trials"][tid].update(keep)
-        out["trials"][tid]["params"].update(params)
+    for tid, rec in state.get("trials", {}).items():
+        out["trials"][tid].update({k: rec[k] for k in RECORD_KEYS_KEPT if k in rec})
+        out["trials"][tid]["params"].update(unmaskable_settings(rec.get("params", {})))
     return out
 
 

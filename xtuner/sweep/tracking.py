@@ -60,15 +60,12 @@ def redact_tags(tags: dict[str, Any]) -> dict[str, str]:
 
 def redact(params: dict[str, Any]) -> dict[str, str]:
     """Params as MLflow strings, secret-looking keys (token, password, secret, key, ...), URL passwords and registered
-    secrets masked (`xtuner.cluster.redact`'s rules: whole words, so ``tokenizer`` stays visible). Numbers and values
-    from a closed list (`xtuner.trial.config.closed_vocabulary`) are kept as they are: masking a short password inside ``test`` or ``1e-3``
-    would change what the run says it is."""
-    from xtuner.cluster.redact import is_secret_key, redact_params, redact_text
-    from xtuner.trial.config import closed_vocabulary
+    secrets masked (`xtuner.cluster.redact`'s rules: whole words, so ``tokenizer`` stays visible); numbers and
+    closed-list values as they are (`xtuner.trial.config.unmaskable_settings`)."""
+    from xtuner.cluster.redact import redact_params, redact_text
+    from xtuner.trial.config import unmaskable_settings
 
-    vocab = closed_vocabulary()
-    kept = {k: v for k, v in params.items() if not is_secret_key(k) and (
-        (isinstance(v, int | float) and not isinstance(v, bool)) or str(v) in vocab.get(k, ()))}  # fmt: skip
+    kept = unmaskable_settings(params)
     out = {k: str(v) for k, v in kept.items()}
     for k, v in redact_params({k: v for k, v in params.items() if k not in kept}).items():
         out[k] = redact_text(json.dumps(v) if isinstance(v, list | dict) else str(v))[:6000]

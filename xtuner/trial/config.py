@@ -156,7 +156,7 @@ class Reporter(Protocol):
 @functools.cache
 def closed_vocabulary() -> dict[str, frozenset[str]]:
     """Trial settings whose value is one of a closed list the spec validates (`TrialConfig`'s Literal fields, e.g.
-    eval_split, lr_schedule, selection): such a value cannot hold a secret and is logged as it is."""
+    eval_split, lr_schedule, selection)."""
     from typing import get_args, get_origin
 
     out = {}
@@ -164,3 +164,14 @@ def closed_vocabulary() -> dict[str, frozenset[str]]:
         if get_origin(field.annotation) is Literal:
             out[name] = frozenset(map(str, get_args(field.annotation)))
     return out
+
+
+def unmaskable_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a flat trial config that cannot hold a secret and are stored as they are, never through the
+    substring masking of registered secrets (which would turn ``eval_split: test`` into ``***`` when a password is
+    "test"): numbers, and values from a closed list (`closed_vocabulary`), under keys that do not name a secret."""
+    from xtuner.cluster.redact import is_secret_key
+
+    vocab = closed_vocabulary()
+    return {k: v for k, v in params.items() if not is_secret_key(k) and (
+        (isinstance(v, int | float) and not isinstance(v, bool)) or str(v) in vocab.get(k, ()))}  # fmt: skip
