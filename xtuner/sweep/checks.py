@@ -97,18 +97,23 @@ def _check_http(uri: str, timeout: float, mlflow_only: bool = True) -> None:
                 "127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db`) or pass --tracking-uri "
                 "sqlite:///mlflow.db"
             ) from None
-        if resp.status_code == 200:
-            try:
-                if not endpoint.startswith("/health"):
-                    json.loads(resp.content or b"{}")
-                return
-            except ValueError:
-                problems.append(f"{endpoint}: not JSON")
-                continue
         if not mlflow_only:
+            return  # an answer, whatever it is
+        if resp.status_code != 200:
+            problems.append(f"{endpoint}: HTTP {resp.status_code}")
+        elif endpoint == "/health" or _is_json(resp.content):
             return
-        problems.append(f"{endpoint}: HTTP {resp.status_code}")
+        else:
+            problems.append(f"{endpoint}: not JSON")
     raise XtunerError(f"tracking server {redact_uri(uri)} answers but is not an MLflow server: {'; '.join(problems)}")
+
+
+def _is_json(content: bytes | None) -> bool:
+    try:
+        json.loads(content or b"{}")
+    except ValueError:
+        return False
+    return True
 
 
 def check_writable_dir(path: Path, what: str) -> None:

@@ -78,7 +78,7 @@ def _check_prompt_positions(spec: SweepSpec, g: Group, config: object, default: 
             offset = validate_settings(cfg.method, cfg.method_settings).position_offset()
         except (XtunerError, TypeError, ValueError):
             continue  # an invalid setting: reported by the trial's own checks
-        if not isinstance(offset, int) or not offset:
+        if not offset:
             continue  # this point adds no positions; the next ones may (shift_positions: [false, true])
         method = g.method if g.method == cfg.method else f"{g.method} ({cfg.method})"
         try:

@@ -85,7 +85,8 @@ def analyse(
     subjects, notes = subjects_for(sources, tracking_uri=tracking_uri, model=model, task=task)
     name = task_of(subjects, task)
     t = get_task(name)
-    check_request(t, languages, plot_lang)
+    if not task:
+        check_request(t, languages, plot_lang)
     ctx = load_context(data_dir)
     parallel = load_parallel(t, languages or list(t.languages), ctx, rows=rows)
     metrics: dict[str, Any] = {}
